@@ -1,0 +1,74 @@
+"""The result of one measurement. Plain data: importing this never imports torch."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+FLOPS_PER_MAC = 2
+GIGA = 1_000_000_000
+
+# One vocabulary of verdicts, used by the terminal, JSON, Markdown and JUnit outputs.
+STATUSES = ("over-budget", "regressed", "new", "improved", "ok")
+
+_INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
+
+
+def collapse_indices(path: str) -> str:
+    """``blocks.3.attn.proj`` -> ``blocks.*.attn.proj`` (ModuleList/Sequential indices folded)."""
+    return _INDEX.sub("*", path)
+
+
+def rollup(by_module: dict[str, int], depth: int | None = None, collapse: bool = False) -> dict[str, int]:
+    """Aggregate per-module MACs to module paths of at most ``depth`` parts.
+
+    ``by_module`` maps the path of the module that ran an operator ("" for the
+    root) to the MACs counted there, excluding its submodules. The result maps
+    each truncated path to the sum of everything at or below it.
+    """
+    out: dict[str, int] = {}
+    for path, macs in by_module.items():
+        if collapse:
+            path = collapse_indices(path)
+        if depth is not None and path:
+            path = ".".join(path.split(".")[:depth])
+        out[path] = out.get(path, 0) + macs
+    return out
+
+
+@dataclass(frozen=True)
+class FlopResult:
+    """Forward-pass cost of one call of a model.
+
+    ``macs`` is exact; ``flops`` is ``2 * macs``; ``gflops`` is ``flops / 1e9``.
+    """
+
+    macs: int
+    params: int = 0
+    by_module: dict[str, int] = field(default_factory=dict)
+    by_operator: dict[str, int] = field(default_factory=dict)
+    unpriced: dict[str, int] = field(default_factory=dict)
+    counter: str = "torchprofile"
+    mode: str = "meta"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def flops(self) -> int:
+        return FLOPS_PER_MAC * self.macs
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / GIGA
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / GIGA
+
+    def top_modules(self, n: int = 5, depth: int | None = 2) -> list[tuple[str, int]]:
+        """The ``n`` module paths (ModuleList indices folded, cut at ``depth``) with the most MACs."""
+        totals = rollup(self.by_module, depth=depth, collapse=True)
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [(path or "<root>", macs) for path, macs in ranked[:n] if macs]
+
+    def __repr__(self) -> str:
+        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}, params={self.params:,}, counter={self.counter!r})"
