@@ -72,3 +72,55 @@ class FlopResult:
 
     def __repr__(self) -> str:
         return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}, params={self.params:,}, counter={self.counter!r})"
+
+
+@dataclass
+class Record:
+    """One measurement as the reports see it: what was measured, against what, and the verdict.
+
+    ``id`` is the baseline key: the test's nodeid, or ``nodeid#key`` for a keyed measurement.
+    Records travel from xdist workers to the controller as ``to_json()`` dicts.
+    """
+
+    id: str
+    nodeid: str
+    macs: int
+    status: str
+    key: str | None = None
+    params: int = 0
+    budget_gflops: float | None = None
+    baseline_macs: int | None = None
+    message: str = ""
+    location: tuple[str, int] | None = None
+    modules: dict[str, int] = field(default_factory=dict)
+    baseline_modules: dict[str, int] = field(default_factory=dict)
+    unpriced: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gflops(self) -> float:
+        return FLOPS_PER_MAC * self.macs / GIGA
+
+    @property
+    def baseline_gflops(self) -> float | None:
+        return None if self.baseline_macs is None else FLOPS_PER_MAC * self.baseline_macs / GIGA
+
+    @property
+    def delta_pct(self) -> float | None:
+        """Change against the baseline in percent (None without a baseline)."""
+        if self.baseline_macs is None:
+            return None
+        if self.baseline_macs == 0:
+            return 0.0 if self.macs == 0 else float("inf")
+        return 100.0 * (self.macs - self.baseline_macs) / self.baseline_macs
+
+    def to_json(self) -> dict:
+        data = dict(self.__dict__)
+        data["location"] = list(self.location) if self.location else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        data = dict(data)
+        loc = data.get("location")
+        data["location"] = (loc[0], int(loc[1])) if loc else None
+        return cls(**data)
