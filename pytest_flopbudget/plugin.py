@@ -183,11 +183,13 @@ class FlopMeter:
     def _count(self, model: Any, args: tuple, kwargs: dict) -> FlopResult:
         __tracebackhide__ = True
         hook = self._item.config.hook
+        problem = None
         try:
             result = hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=self._item.config)
         except Exception as exc:  # the model's or the counter's error becomes this test's failure
-            name = type(model).__name__
-            pytest.fail(f"flops: could not count {name}: {type(exc).__name__}: {exc}", pytrace=False)
+            problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
         if not isinstance(result, FlopResult):
             pytest.fail(f"flops: the counter returned {type(result).__name__}, expected a FlopResult", pytrace=False)
         return result
