@@ -1,0 +1,354 @@
+"""Counting the MACs of one forward pass: torchprofile's tracer priced by our rules, or torch's FlopCounterMode."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+import torch.utils._pytree as pytree
+from torchprofile.ir import Node, Variable
+
+from . import rules
+from .metadevice import MetaTraceFix, all_meta, meta_init, to_meta, weights_on_meta
+from .result import FlopResult
+
+__all__ = ["COUNTERS", "MODES", "MetaCountError", "count", "meta_init"]
+
+COUNTERS = ("torchprofile", "flop_counter")
+MODES = ("auto", "meta", "real")
+
+
+class MetaCountError(RuntimeError):
+    """The model could not be counted on the meta device (and no fallback was allowed or possible)."""
+
+
+@dataclasses.dataclass
+class _Tally:
+    macs: int = 0
+    by_module: dict[str, int] = dataclasses.field(default_factory=dict)
+    by_operator: dict[str, int] = dataclasses.field(default_factory=dict)
+    unpriced: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, module: str, operator: str, macs: int) -> None:
+        if macs:
+            self.macs += macs
+            self.by_module[module] = self.by_module.get(module, 0) + macs
+            self.by_operator[operator] = self.by_operator.get(operator, 0) + macs
+
+    def miss(self, operator: str) -> None:
+        self.unpriced[operator] = self.unpriced.get(operator, 0) + 1
+
+
+# ---- model, inputs and outputs ----------------------------------------------
+
+
+def _resolve(model: Any) -> tuple[Callable[..., Any], Optional[nn.Module]]:
+    """The callable to run and the module owning its weights (a bound method's module counts)."""
+    if isinstance(model, nn.Module):
+        return model, model
+    if callable(model):
+        owner = getattr(model, "__self__", None)
+        return model, owner if isinstance(owner, nn.Module) else None
+    raise TypeError(f"cannot count {type(model).__name__!r}: expected a torch.nn.Module or a callable")
+
+
+def _output_tensors(out: Any) -> list[torch.Tensor]:
+    """Every tensor in a model's output: nested tuples, lists, dicts (HF ModelOutput) and dataclasses."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        items: Any = out.values()
+    elif isinstance(out, (list, tuple)):
+        items = out
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        items = [getattr(out, f.name) for f in dataclasses.fields(out)]
+    else:
+        return []
+    return [t for item in items for t in _output_tensors(item)]
+
+
+class _Bound(nn.Module):
+    """``fn(*args, **kwargs)`` with the non-tensor arguments bound, taking only the tensors positionally.
+
+    torchprofile and ``torch.jit._get_trace_graph`` refuse keyword arguments and
+    nested inputs; this wrapper feeds them the flat tensors and rebuilds the call.
+    """
+
+    def __init__(self, fn: Callable[..., Any], owner: Optional[nn.Module], args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.owner = owner
+        self.call = fn
+        leaves, self.spec = pytree.tree_flatten((args, kwargs))
+        self.slots = [i for i, x in enumerate(leaves) if isinstance(x, torch.Tensor)]
+        self.leaves = leaves
+        self.tensors = tuple(leaves[i] for i in self.slots)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        leaves = list(self.leaves)
+        for slot, t in zip(self.slots, tensors):
+            leaves[slot] = t
+        args, kwargs = pytree.tree_unflatten(leaves, self.spec)
+        return tuple(_output_tensors(self.call(*args, **kwargs)))
+
+
+# ---- shared context -----------------------------------------------------------
+
+
+def _pre_hook(enter: Callable[[int], None], index: int) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any) -> None:
+        enter(index)
+
+    return hook
+
+
+def _post_hook(leave: Callable[[], None]) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        leave()
+
+    return hook
+
+
+@contextmanager
+def _module_hooks(module: Optional[nn.Module], enter: Callable[[int], None], leave: Callable[[], None]) -> Iterator[list[str]]:
+    """Call ``enter(i)``/``leave()`` around the forward of the i-th named submodule; yields the names."""
+    names: list[str] = []
+    handles = []
+    try:
+        if module is not None:
+            for name, sub in module.named_modules():
+                if not name:
+                    continue
+                index = len(names)
+                names.append(name)
+                handles.append(sub.register_forward_pre_hook(_pre_hook(enter, index)))
+                handles.append(sub.register_forward_hook(_post_hook(leave), always_call=True))
+        yield names
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _no_mha_fastpath() -> Iterator[None]:
+    """nn.MultiheadAttention/TransformerEncoderLayer: take the regular path (the fused one hides the matmuls)."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+# ---- torchprofile: trace, then price each node with rules.py ------------------
+
+
+def _constant(value: Any) -> Any:
+    node = value.node()
+    kind = node.kind()
+    try:
+        if kind == "prim::Constant":
+            return value.toIValue()
+        if kind == "prim::ListConstruct":
+            return [_shape_of(v) if isinstance(v.type(), torch._C.TensorType) else v.toIValue() for v in node.inputs()]
+    except Exception:
+        return None
+    return None
+
+
+def _shape_of(value: Any) -> Optional[list[int]]:
+    try:
+        return value.type().sizes()
+    except Exception:
+        return None
+
+
+def _variable(value: Any) -> Variable:
+    kind = value.type()
+    if isinstance(kind, torch._C.TensorType):
+        return Variable(name=value.debugName(), dtype=str(kind.scalarType() or "undefined"), shape=_shape_of(value))
+    return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
+
+
+def _trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> _Tally:
+    bound = _Bound(fn, module, args, kwargs)
+
+    def enter(i: int) -> None:
+        state = torch._C._get_tracing_state()
+        if state is not None:
+            state.push_scope(f"m{i}")
+
+    def leave() -> None:
+        state = torch._C._get_tracing_state()
+        if state is not None:
+            state.pop_scope()
+
+    with _module_hooks(module, enter, leave) as names, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with MetaTraceFix() if meta else nullcontext():
+            graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+
+    tally = _Tally()
+    for jit_node in graph.nodes():
+        operator = jit_node.kind().lower()
+        if operator not in rules.RULES:
+            tally.miss(operator)
+            continue
+        if rules.RULES[operator] is None:
+            continue
+        node = Node(
+            operator=operator,
+            attributes={},
+            inputs=[_variable(v) for v in jit_node.inputs()],
+            outputs=[_variable(v) for v in jit_node.outputs()],
+            scope=jit_node.scopeName(),
+        )
+        macs = rules.price(node)
+        if macs is None:
+            tally.miss(operator)
+            continue
+        scope = node.scope.rsplit("/", 1)[-1]
+        tally.add(names[int(scope[1:])] if scope.startswith("m") else "", operator, macs)
+    return tally
+
+
+# ---- torch.utils.flop_counter -------------------------------------------------
+
+_COSTLY = ("mm", "matmul", "linear", "conv", "attention", "einsum", "dot", "lstm", "gru", "rnn")
+
+
+def _cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _flop_counter(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> _Tally:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tally = _Tally()
+    stack: list[int] = []
+    names: list[str] = []
+
+    class Counter(FlopCounterMode):
+        def _count_flops(self, func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
+            operator = str(func_packet).replace(".", "::", 1)
+            if func_packet not in self.flop_registry:
+                if any(word in operator for word in _COSTLY):
+                    tally.miss(operator)
+                return out
+            before = self.flop_counts["Global"][func_packet]
+            result = super()._count_flops(func_packet, out, args, kwargs)
+            flops = self.flop_counts["Global"][func_packet] - before
+            tally.add(names[stack[-1]] if stack else "", operator, flops // 2)
+            return result
+
+    mapping = {}
+    cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_sdpa is not None:
+        mapping[cpu_sdpa] = _cpu_sdpa_flops
+    with _module_hooks(module, stack.append, lambda: _pop(stack)) as found:
+        names.extend(found)
+        with Counter(display=False, custom_mapping=mapping):
+            fn(*args, **kwargs)
+    return tally
+
+
+def _pop(stack: list[int]) -> None:
+    if stack:
+        stack.pop()
+
+
+_BACKENDS: dict[str, Callable[..., _Tally]] = {"torchprofile": _trace, "flop_counter": _flop_counter}
+
+
+# ---- entry point ----------------------------------------------------------------
+
+
+def _state(module: nn.Module) -> Iterator[torch.Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def count(
+    model: Any,
+    args: tuple = (),
+    kwargs: Optional[dict] = None,
+    *,
+    counter: str = "torchprofile",
+    mode: str = "auto",
+) -> FlopResult:
+    """MACs of one forward pass ``model(*args, **kwargs)``.
+
+    ``counter``: ``"torchprofile"`` (TorchScript trace, priced by
+    :mod:`pytest_flopbudget.rules`) or ``"flop_counter"``
+    (``torch.utils.flop_counter.FlopCounterMode``, FLOPs / 2).
+    ``mode``: ``"auto"`` counts on the meta device and falls back to a real
+    forward pass (with a note) when the model needs real values; ``"meta"``
+    never falls back (raises :class:`MetaCountError`); ``"real"`` runs on the
+    model's own device and tensors. The model's weights are never copied:
+    on meta they are swapped for meta tensors and restored afterwards.
+    Counting runs under ``torch.no_grad()`` and leaves train/eval state alone.
+    """
+    if counter not in _BACKENDS:
+        raise ValueError(f"unknown counter {counter!r}; choose one of {', '.join(COUNTERS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    kwargs = dict(kwargs or {})
+    fn, module = _resolve(model)
+    params = sum(p.numel() for p in module.parameters()) if module is not None else 0
+    backend = _BACKENDS[counter]
+    notes: list[str] = []
+
+    with torch.no_grad(), _no_mha_fastpath():
+        if mode == "real":
+            tally = backend(fn, module, args, kwargs, all_meta(module, (args, kwargs)))
+            used = "meta" if all_meta(module, (args, kwargs)) else "real"
+        else:
+            meta_weights = all_meta(module, (args, kwargs)) or (
+                module is not None and any(t.is_meta for t in _state(module))
+            )
+            try:
+                with weights_on_meta(module):
+                    margs, mkwargs = to_meta((args, kwargs))
+                    tally = backend(fn, module, margs, mkwargs, True)
+                used = "meta"
+            except Exception as exc:
+                if mode == "meta" or meta_weights:
+                    hint = (
+                        "the model or its inputs are on meta, so there is no real forward pass to fall back to"
+                        if meta_weights
+                        else "use mode='auto' or mode='real' to allow a real forward pass"
+                    )
+                    raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
+                notes.append(
+                    f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})"
+                )
+                tally = backend(fn, module, args, kwargs, False)
+                used = "real"
+
+    return FlopResult(
+        macs=tally.macs,
+        params=params,
+        by_module=tally.by_module,
+        by_operator=tally.by_operator,
+        unpriced=tally.unpriced,
+        counter=counter,
+        mode=used,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,408 @@
+"""Per-operator MAC formulas for traced graphs.
+
+The registry maps a lower-case operator name as it appears in a TorchScript
+trace (``"aten::linear"``, ``"mylib::fused_mlp"``) to a *rule*: a function
+that takes a :class:`torchprofile.ir.Node` and returns the multiply-accumulate
+count (MACs, 1 MAC = 2 FLOPs) of that one call, or ``None`` for an operator
+known to cost nothing (views, reshapes, activations, ...).
+
+It starts from torchprofile's ``HANDLER_MAP`` and overrides or adds the rules
+below. An operator with no entry is *unpriced*: the counter reports it in
+``FlopResult.unpriced`` instead of silently counting it as zero.
+
+A ``Node`` has ``operator`` (str), ``inputs`` and ``outputs`` (lists of
+``Variable``). A tensor ``Variable`` has ``shape`` (list of ints, or ``None``
+when unknown); a constant argument has ``value`` (a scalar, a string, or for
+a list argument a list whose tensor items are shapes and other items values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import isqrt, prod
+from typing import Optional
+
+from torchprofile.handlers import HANDLER_MAP
+from torchprofile.ir import Node, Variable
+
+Rule = Callable[[Node], int]
+
+# operator -> rule; None means "known and free".
+RULES: dict[str, Optional[Rule]] = dict(HANDLER_MAP)
+
+
+def _key(operator: str) -> str:
+    return operator.lower()
+
+
+def register_rule(operator: str, fn: Optional[Rule] = None) -> Callable:
+    """Price ``operator`` with ``fn(node) -> int`` (MACs), replacing any earlier rule.
+
+    Use it as a call, ``register_rule("mylib::gemm", my_fn)``, or as a
+    decorator, ``@register_rule("mylib::gemm")``. It returns ``fn``. The
+    operator name is the trace's (e.g. ``"aten::mm"``, ``"torchvision::roi_align"``)
+    and is matched case-insensitively. For an operator that costs nothing,
+    use :func:`zero_cost`.
+    """
+
+    def add(rule_fn: Rule) -> Rule:
+        if not callable(rule_fn):
+            raise TypeError(f"a rule must be callable (node -> int), got {rule_fn!r}")
+        RULES[_key(operator)] = rule_fn
+        return rule_fn
+
+    return add if fn is None else add(fn)
+
+
+def rule(*operators: str) -> Callable[[Rule], Rule]:
+    """Decorator: register one function as the rule of several operators."""
+
+    def add(fn: Rule) -> Rule:
+        for op in operators:
+            register_rule(op, fn)
+        return fn
+
+    return add
+
+
+def zero_cost(*operators: str) -> None:
+    """Mark ``operators`` as known and free (priced at 0 MACs, never unpriced)."""
+    for op in operators:
+        RULES[_key(op)] = None
+
+
+def unregister_rule(operator: str) -> None:
+    """Forget ``operator``: later traces report it as unpriced."""
+    RULES.pop(_key(operator), None)
+
+
+def has_rule(operator: str) -> bool:
+    """Whether ``operator`` is priced (including known-free operators)."""
+    return _key(operator) in RULES
+
+
+def price(node: Node) -> Optional[int]:
+    """MACs of ``node``, or ``None`` when no rule applies or the rule fails."""
+    key = _key(node.operator)
+    if key not in RULES:
+        return None
+    fn = RULES[key]
+    if fn is None:
+        return 0
+    try:
+        return int(fn(node))
+    except Exception:
+        return None
+
+
+# ---- helpers ---------------------------------------------------------------
+
+
+def _shape(v: Variable) -> list[int]:
+    if v.shape is None:
+        raise ValueError(f"unknown shape for {v!r}")
+    return list(v.shape)
+
+
+def _numel(v: Variable) -> int:
+    return prod(_shape(v))
+
+
+# ---- matrix products -------------------------------------------------------
+
+
+@rule("aten::matmul", "aten::mm", "aten::bmm", "aten::dot", "aten::vdot", "aten::inner", "aten::mv")
+def _matmul(node: Node) -> int:
+    """One MAC per output element per step of the contracted (last) dimension of the first input."""
+    return _numel(node.outputs[0]) * _shape(node.inputs[0])[-1]
+
+
+@rule("aten::linear")
+def _linear(node: Node) -> int:
+    """``x[..., in] @ W[out, in]^T`` (or ``W[in]``): prod(x.shape[:-1]) * numel(W); bias not counted."""
+    return prod(_shape(node.inputs[0])[:-1]) * _numel(node.inputs[1])
+
+
+@rule("aten::addmm", "aten::addmv", "aten::baddbmm")
+def _add_matmul(node: Node) -> int:
+    """``bias + a @ b``: the product only, numel(out) * a.shape[-1]."""
+    return _numel(node.outputs[0]) * _shape(node.inputs[1])[-1]
+
+
+@rule("aten::addbmm")
+def _addbmm(node: Node) -> int:
+    """``bias + sum_b a[b] @ b[b]``: b * n * m * p."""
+    b, _, m = _shape(node.inputs[1])
+    return b * _numel(node.outputs[0]) * m
+
+
+@rule("aten::outer", "aten::ger", "aten::addr", "aten::kron")
+def _outer(node: Node) -> int:
+    """One multiply per output element."""
+    return _numel(node.outputs[0])
+
+
+@rule("aten::tensordot")
+def _tensordot(node: Node) -> int:
+    """numel(out) * C, where C (the contracted size) = sqrt(numel(a) * numel(b) / numel(out))."""
+    out = _numel(node.outputs[0])
+    if out == 0:
+        return 0
+    return out * isqrt(_numel(node.inputs[0]) * _numel(node.inputs[1]) // out)
+
+
+@rule("aten::cdist")
+def _cdist(node: Node) -> int:
+    """One MAC per output distance per feature: B * P * R * M."""
+    return _numel(node.outputs[0]) * _shape(node.inputs[0])[-1]
+
+
+@rule("aten::bilinear")
+def _bilinear(node: Node) -> int:
+    """``x1^T W_k x2`` for each output k, computed as (x1 W) then with x2: N*out*in2*(in1 + 1)."""
+    n = prod(_shape(node.inputs[0])[:-1])
+    out, in1, in2 = _shape(node.inputs[2])
+    return n * out * in2 * (in1 + 1)
+
+
+def _chain_cost(dims: list[int]) -> int:
+    """Cheapest multiplication order of matrices dims[i] x dims[i+1] (what linalg.multi_dot uses)."""
+    n = len(dims) - 1
+    best = [[0] * n for _ in range(n)]
+    for span in range(1, n):
+        for i in range(n - span):
+            j = i + span
+            best[i][j] = min(best[i][k] + best[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1] for k in range(i, j))
+    return best[0][n - 1]
+
+
+@rule("aten::linalg_multi_dot", "aten::chain_matmul")
+def _multi_dot(node: Node) -> int:
+    """Chain product in the cheapest order; a 1-D first/last operand is a row/column vector."""
+    shapes = [list(s) for s in node.inputs[0].value]
+    if len(shapes[0]) == 1:
+        shapes[0] = [1, shapes[0][0]]
+    if len(shapes[-1]) == 1:
+        shapes[-1] = [shapes[-1][0], 1]
+    dims = [shapes[0][0]] + [s[1] for s in shapes]
+    return _chain_cost(dims)
+
+
+# ---- einsum ----------------------------------------------------------------
+
+
+def _einsum_terms(equation: str, shapes: list[list[int]]) -> tuple[list[str], str, dict[str, int]]:
+    """Split an equation into per-operand index strings (``...`` expanded) and the output, with sizes."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    ell = max((len(s) - (len(t) - 3) for t, s in zip(terms, shapes) if "..." in t), default=0)
+    ell_names = [chr(0x2460 + i) for i in range(ell)]  # labels that cannot clash with letters
+    sizes: dict[str, int] = {}
+    expanded = []
+    for term, shape in zip(terms, shapes):
+        if "..." in term:
+            k = len(shape) - (len(term) - 3)
+            term = term.replace("...", "".join(ell_names[ell - k:]))
+        for label, size in zip(term, shape):
+            sizes[label] = max(sizes.get(label, 1), size)
+        expanded.append(term)
+    if arrow:
+        out = rhs.replace("...", "".join(ell_names))
+    else:
+        counts = {c: sum(t.count(c) for t in expanded) for c in sizes}
+        out = "".join(ell_names) + "".join(sorted(c for c in sizes if counts[c] == 1 and c not in ell_names))
+    return expanded, out, sizes
+
+
+@rule("aten::einsum")
+def _einsum(node: Node) -> int:
+    """Left-to-right pairwise contraction (torch's order without opt_einsum).
+
+    Each step costs the product of the sizes of all indices of the two operands;
+    ``...`` is expanded from the shapes. A single operand (transpose, trace,
+    sum) costs 0.
+    """
+    equation = node.inputs[0].value
+    shapes = [list(s) for s in node.inputs[1].value]
+    terms, out, sizes = _einsum_terms(equation, shapes)
+    total = 0
+    current = terms[0]
+    for i in range(1, len(terms)):
+        both = set(current) | set(terms[i])
+        total += prod(sizes[c] for c in both)
+        later = set(out).union(*terms[i + 1:])
+        current = "".join(c for c in sorted(both) if c in later)
+    return total
+
+
+# ---- convolution -----------------------------------------------------------
+
+
+def _conv(node: Node, transposed: bool) -> int:
+    weight = _shape(node.inputs[1])
+    per_output = weight[1] * prod(weight[2:])
+    if transposed:
+        # weight [Cin, Cout/groups, *k]: every input element feeds Cout/groups * prod(k) outputs.
+        return _numel(node.inputs[0]) * per_output
+    # weight [Cout, Cin/groups, *k]
+    return _numel(node.outputs[0]) * per_output
+
+
+@rule("aten::_convolution", "aten::convolution")
+def _convolution(node: Node) -> int:
+    """Direct conv: numel(out) * Cin/groups * prod(kernel); transposed: numel(in) * Cout/groups * prod(kernel)."""
+    flag = node.inputs[6].value
+    if flag is None:
+        raise ValueError("unknown 'transposed' flag")
+    return _conv(node, bool(flag))
+
+
+@rule("aten::conv1d", "aten::conv2d", "aten::conv3d")
+def _conv_nd(node: Node) -> int:
+    return _conv(node, False)
+
+
+@rule("aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d")
+def _conv_transpose_nd(node: Node) -> int:
+    return _conv(node, True)
+
+
+# ---- attention -------------------------------------------------------------
+
+
+@rule(
+    "aten::scaled_dot_product_attention",
+    "aten::_scaled_dot_product_attention_math",
+    "aten::_scaled_dot_product_flash_attention",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_efficient_attention",
+    "aten::_scaled_dot_product_cudnn_attention",
+)
+def _sdpa(node: Node) -> int:
+    """QK^T + AV: B * Hq * Sq * Skv * (Dqk + Dv). Grouped-query (fewer kv heads) allowed; mask/causal ignored."""
+    q, k, v = (_shape(node.inputs[i]) for i in range(3))
+    return prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+@rule("aten::_native_multi_head_attention")
+def _native_mha(node: Node) -> int:
+    """nn.MultiheadAttention fast path: q/k/v projections, QK^T + AV, output projection."""
+    q, k = _shape(node.inputs[0]), _shape(node.inputs[1])
+    e = q[-1]
+    b, sq, skv = prod(q[:-2]), q[-2], k[-2]
+    return b * (sq * e * e + 2 * skv * e * e + 2 * sq * skv * e + sq * e * e)
+
+
+# ---- recurrent -------------------------------------------------------------
+
+
+def _recurrent(node: Node, gates: int) -> int:
+    out, h_n = _shape(node.outputs[0]), _shape(node.outputs[1])
+    input_size, hidden = _shape(node.inputs[0])[-1], h_n[-1]
+    dirs = out[-1] // hidden
+    layers = h_n[0] // dirs
+    steps = prod(out[:-1])  # seq * batch
+    per_step = 0
+    for layer in range(layers):
+        width = input_size if layer == 0 else hidden * dirs
+        per_step += gates * hidden * (width + hidden)
+    return steps * dirs * per_step
+
+
+@rule("aten::lstm")
+def _lstm(node: Node) -> int:
+    """4 gates: seq * batch * dirs * sum_layers 4 * H * (in_layer + H)."""
+    return _recurrent(node, 4)
+
+
+@rule("aten::gru")
+def _gru(node: Node) -> int:
+    """3 gates: seq * batch * dirs * sum_layers 3 * H * (in_layer + H)."""
+    return _recurrent(node, 3)
+
+
+@rule("aten::rnn_tanh", "aten::rnn_relu")
+def _rnn(node: Node) -> int:
+    """1 gate: seq * batch * dirs * sum_layers H * (in_layer + H)."""
+    return _recurrent(node, 1)
+
+
+# ---- elementwise and normalisation (torchprofile's conventions) ------------
+
+
+@rule("aten::mul", "aten::mul_", "aten::addcmul", "aten::addcmul_")
+def _mul(node: Node) -> int:
+    """One MAC per output element; 0 for 0-d results (shape arithmetic recorded by the tracer)."""
+    out = _shape(node.outputs[0])
+    return prod(out) if out else 0
+
+
+@rule("aten::rms_norm")
+def _rms_norm(node: Node) -> int:
+    """numel(out) when a weight is given (like torchprofile's layer_norm), else 0."""
+    return _numel(node.outputs[0]) if node.inputs[2].shape is not None else 0
+
+
+@rule("aten::upsample_linear1d")
+def _upsample_linear(node: Node) -> int:
+    return 2 * _numel(node.outputs[0])
+
+
+@rule("aten::upsample_trilinear3d")
+def _upsample_trilinear(node: Node) -> int:
+    return 8 * _numel(node.outputs[0])
+
+
+@rule("aten::upsample_bicubic2d")
+def _upsample_bicubic(node: Node) -> int:
+    return 16 * _numel(node.outputs[0])
+
+
+zero_cost(
+    # views, copies and shape plumbing
+    "aten::unbind", "aten::expand_as", "aten::view_as", "aten::reshape_as", "aten::narrow",
+    "aten::roll", "aten::flip", "aten::repeat", "aten::tile", "aten::repeat_interleave",
+    "aten::tensor_split", "aten::movedim", "aten::moveaxis", "aten::swapaxes", "aten::swapdims",
+    "aten::numpy_t", "aten::mt", "aten::mh", "aten::adjoint", "aten::_unsafe_view", "aten::as_strided",
+    "aten::alias", "aten::resolve_conj", "aten::resolve_neg", "aten::type_as", "aten::view_as_real",
+    "aten::view_as_complex", "aten::lift_fresh", "aten::scalar_tensor", "aten::detach_", "aten::squeeze_",
+    "aten::unsqueeze_", "aten::t_", "aten::transpose_", "aten::index_select", "aten::index_put_",
+    "aten::index_put", "aten::scatter", "aten::scatter_", "aten::scatter_add", "aten::scatter_add_",
+    "aten::masked_select", "aten::masked_scatter", "aten::take_along_dim", "aten::nonzero", "aten::one_hot",
+    "aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::channel_shuffle", "aten::pad",
+    "aten::upsample_nearest1d", "aten::upsample_nearest3d", "aten::_upsample_nearest_exact2d",
+    "aten::embedding_bag", "aten::native_dropout", "aten::dropout_", "aten::feature_alpha_dropout",
+    # factories
+    "aten::zeros_like", "aten::ones_like", "aten::full", "aten::full_like", "aten::empty",
+    "aten::empty_like", "aten::new_zeros", "aten::new_ones", "aten::new_empty", "aten::new_full",
+    "aten::new_tensor", "aten::ones", "aten::randn", "aten::rand", "aten::randint", "aten::randn_like",
+    "aten::rand_like", "aten::normal", "aten::bernoulli", "aten::linspace", "aten::fill_", "aten::zero_",
+    "aten::tensor", "aten::triu_indices", "aten::tril_indices",
+    # elementwise, comparisons, reductions (free by torchprofile's convention; mul is not)
+    "aten::masked_fill", "aten::masked_fill_", "aten::where", "aten::exp", "aten::exp_", "aten::log",
+    "aten::log1p", "aten::erf", "aten::tril", "aten::triu", "aten::tril_", "aten::triu_", "aten::argmax",
+    "aten::argmin", "aten::topk", "aten::sort", "aten::argsort", "aten::cumsum", "aten::softplus",
+    "aten::hardswish", "aten::hardswish_", "aten::hardsigmoid", "aten::hardsigmoid_", "aten::mish",
+    "aten::elu", "aten::selu", "aten::celu", "aten::glu", "aten::prelu", "aten::relu6", "aten::gelu_",
+    "aten::silu_", "aten::sigmoid_", "aten::tanh_", "aten::neg_", "aten::sub_", "aten::clamp_",
+    "aten::clamp_min", "aten::clamp_max", "aten::clamp_min_", "aten::clamp_max_", "aten::minimum",
+    "aten::maximum", "aten::min", "aten::amax", "aten::amin", "aten::any", "aten::all", "aten::isnan",
+    "aten::isinf", "aten::isfinite", "aten::logical_not", "aten::logical_and", "aten::logical_or",
+    "aten::bitwise_not", "aten::bitwise_and", "aten::bitwise_or", "aten::bitwise_xor", "aten::square",
+    "aten::abs_", "aten::pow_", "aten::std", "aten::var", "aten::norm", "aten::linalg_vector_norm",
+    "aten::frobenius_norm", "aten::logsumexp", "aten::prod", "aten::remainder", "aten::fmod",
+    "aten::atan2", "aten::sign_", "aten::round", "aten::ceil", "aten::trunc", "aten::lerp",
+    "aten::logical_xor", "aten::sgn", "aten::tan", "aten::asin", "aten::acos", "aten::atan",
+    "aten::sinh", "aten::cosh", "aten::erfinv", "aten::expm1", "aten::log10", "aten::softmin",
+    "aten::nan_to_num", "aten::normalize", "aten::cosine_similarity", "aten::unique_dim",
+    "aten::_unique2", "aten::bucketize", "aten::searchsorted", "aten::complex", "aten::polar",
+    "aten::cumprod", "aten::diff", "aten::diag", "aten::diagonal", "aten::diag_embed", "aten::eye",
+    "aten::meshgrid", "aten::broadcast_tensors", "aten::dstack", "aten::hstack", "aten::vstack",
+    "aten::unflatten", "aten::select_scatter", "aten::slice_scatter",
+    # structural nodes of the TorchScript graph
+    "prim::tupleunpack", "prim::dictconstruct", "prim::getattr", "prim::device", "prim::dtype",
+    "prim::tolist", "prim::listindex", "prim::dictindex", "aten::__getitem__", "prim::min", "prim::max",
+    "aten::floordiv", "aten::item", "aten::dim", "aten::len", "aten::numel", "aten::eq_", "aten::ne_",
+    "aten::contiguous_", "aten::expand_copy", "aten::view_copy", "aten::permute_copy",
+)
