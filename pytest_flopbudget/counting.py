@@ -87,13 +87,15 @@ class _Bound(nn.Module):
         self.slots = [i for i, x in enumerate(leaves) if isinstance(x, torch.Tensor)]
         self.leaves = leaves
         self.tensors = tuple(leaves[i] for i in self.slots)
+        self.kept: list[torch.Tensor] = []
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         leaves = list(self.leaves)
         for slot, t in zip(self.slots, tensors):
             leaves[slot] = t
         args, kwargs = pytree.tree_unflatten(leaves, self.spec)
-        return tuple(_output_tensors(self.call(*args, **kwargs)))
+        out = _output_tensors(self.call(*args, **kwargs))
+        return tuple(out + self.kept)
 
 
 # ---- shared context -----------------------------------------------------------
@@ -106,16 +108,16 @@ def _pre_hook(enter: Callable[[int], None], index: int) -> Callable[..., None]:
     return hook
 
 
-def _post_hook(leave: Callable[[], None]) -> Callable[..., None]:
+def _post_hook(leave: Callable[[Any], None]) -> Callable[..., None]:
     def hook(module: nn.Module, args: Any, output: Any) -> None:
-        leave()
+        leave(output)
 
     return hook
 
 
 @contextmanager
-def _module_hooks(module: Optional[nn.Module], enter: Callable[[int], None], leave: Callable[[], None]) -> Iterator[list[str]]:
-    """Call ``enter(i)``/``leave()`` around the forward of the i-th named submodule; yields the names."""
+def _module_hooks(module: Optional[nn.Module], enter: Callable[[int], None], leave: Callable[[Any], None]) -> Iterator[list[str]]:
+    """Call ``enter(i)``/``leave(output)`` around the forward of the i-th named submodule; yields the names."""
     names: list[str] = []
     handles = []
     try:
@@ -186,7 +188,9 @@ def _trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwa
         if state is not None:
             state.push_scope(f"m{i}")
 
-    def leave() -> None:
+    def leave(output: Any) -> None:
+        # Submodule outputs become graph outputs too, so the trace keeps modules whose result is unused.
+        bound.kept.extend(_output_tensors(output))
         state = torch._C._get_tracing_state()
         if state is not None:
             state.pop_scope()
@@ -255,14 +259,14 @@ def _flop_counter(fn: Callable[..., Any], module: Optional[nn.Module], args: tup
     cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_sdpa is not None:
         mapping[cpu_sdpa] = _cpu_sdpa_flops
-    with _module_hooks(module, stack.append, lambda: _pop(stack)) as found:
+    with _module_hooks(module, stack.append, lambda output: _pop(stack)) as found:
         names.extend(found)
         with Counter(display=False, custom_mapping=mapping):
             fn(*args, **kwargs)
     return tally
 
 
-def _pop(stack: list[int]) -> None:
+def _pop(stack: list[int], output: Any = None) -> None:
     if stack:
         stack.pop()
 
