@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 import torch.utils._pytree as pytree
+from torch.nn.parameter import UninitializedTensorMixin
 from torchprofile.ir import Node, Variable
 
 from . import rules
@@ -287,6 +288,33 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _meta_first(
+    backend: Callable[..., _Tally],
+    fn: Callable[..., Any],
+    module: Optional[nn.Module],
+    args: tuple,
+    kwargs: dict,
+    fall_back: bool,
+    notes: list[str],
+) -> tuple[_Tally, str]:
+    """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
+    nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in _state(module)))
+    try:
+        with weights_on_meta(module):
+            margs, mkwargs = to_meta((args, kwargs))
+            return backend(fn, module, margs, mkwargs, True), "meta"
+    except Exception as exc:
+        if not fall_back or nothing_real:
+            hint = (
+                "the model or its inputs are on meta, so there is no real forward pass to fall back to"
+                if nothing_real
+                else "use mode='auto' or mode='real' to allow a real forward pass"
+            )
+            raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
+        notes.append(f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})")
+    return backend(fn, module, args, kwargs, False), "real"
+
+
 def count(
     model: Any,
     args: tuple = (),
@@ -315,37 +343,20 @@ def count(
         args = tuple(args) if isinstance(args, list) else (args,)
     kwargs = dict(kwargs or {})
     fn, module = _resolve(model)
-    params = sum(p.numel() for p in module.parameters()) if module is not None else 0
     backend = _BACKENDS[counter]
     notes: list[str] = []
 
     with torch.no_grad(), _no_mha_fastpath():
         if mode == "real":
-            tally = backend(fn, module, args, kwargs, all_meta(module, (args, kwargs)))
-            used = "meta" if all_meta(module, (args, kwargs)) else "real"
+            on_meta = all_meta(module, (args, kwargs))
+            tally = backend(fn, module, args, kwargs, on_meta)
+            used = "meta" if on_meta else "real"
         else:
-            meta_weights = all_meta(module, (args, kwargs)) or (
-                module is not None and any(t.is_meta for t in _state(module))
-            )
-            try:
-                with weights_on_meta(module):
-                    margs, mkwargs = to_meta((args, kwargs))
-                    tally = backend(fn, module, margs, mkwargs, True)
-                used = "meta"
-            except Exception as exc:
-                if mode == "meta" or meta_weights:
-                    hint = (
-                        "the model or its inputs are on meta, so there is no real forward pass to fall back to"
-                        if meta_weights
-                        else "use mode='auto' or mode='real' to allow a real forward pass"
-                    )
-                    raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
-                notes.append(
-                    f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})"
-                )
-                tally = backend(fn, module, args, kwargs, False)
-                used = "real"
+            tally, used = _meta_first(backend, fn, module, args, kwargs, mode == "auto", notes)
 
+    params = 0
+    if module is not None:  # after the pass, so lazy modules are materialized
+        params = sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))
     return FlopResult(
         macs=tally.macs,
         params=params,
