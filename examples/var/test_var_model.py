@@ -1,0 +1,241 @@
+"""Plain pytest checks of the VAR rebuild: shapes, parameter counts, FLOPs vs the analytic model.
+
+Profiling uses torchprofile directly (1 MAC = 2 FLOPs); everything FLOP-related runs on meta.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import Counter
+
+import pytest
+import torch
+from torchprofile import profile_macs
+
+import analytic
+from model import (
+    PUBLISHED_PARAMS,
+    RELEASED,
+    VARGenerate,
+    VARImageForward,
+    block_causal_mask,
+    build_released,
+    build_var,
+    build_vqvae,
+)
+
+NAMES = list(RELEASED)
+MATMUL_OPS = {
+    "aten::linear",
+    "aten::matmul",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::scaled_dot_product_attention",
+    "aten::_convolution",
+}
+EXACT_PARAMS = {
+    "d16": 310_283_520,
+    "d20": 600_917_136,
+    "d24": 1_033_399_360,
+    "d30": 2_010_020_356,
+    "d36-s": 2_353_893_904,
+}
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def params_from_shapes(depth: int, resolution: int) -> int:
+    """The parameter count implied by the facts sheet's layer list, written out by hand."""
+    c, heads, vocab, cv, classes, levels = 64 * depth, depth, 4096, 32, 1001, 10
+    length = 680 if resolution == 256 else 2240
+    attn = 3 * c * c + c + c + heads + (c * c + c)  # mat_qkv (no bias), q_bias, v_bias, scale, proj
+    mlp = (c * 4 * c + 4 * c) + (4 * c * c + c)  # fc1, fc2
+    shared = depth == 36
+    ada_block = 6 * c if shared else c * 6 * c + 6 * c  # (1,1,6,C) gss, or Linear(C -> 6C)
+    ada_shared = c * 6 * c + 6 * c if shared else 0
+    embeddings = (cv * c + c) + classes * c + c + length * c + levels * c  # word, class, pos_start, pos, lvl
+    head = (c * 2 * c + 2 * c) + (c * vocab + vocab)  # head_nm AdaLN, head
+    return depth * (attn + mlp + ada_block) + ada_shared + embeddings + head
+
+
+def floor_two_digits(count: int) -> int:
+    """Keep the first two significant digits: 2_353_893_904 -> 2_300_000_000."""
+    scale = 10 ** (len(str(count)) - 2)
+    return count // scale * scale
+
+
+def profile_nodes(module: torch.nn.Module, *args: torch.Tensor) -> dict:
+    """torchprofile's MACs per traced node (its "No handlers found" warnings silenced)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        return profile_macs(module, args, reduction=None)
+
+
+def profile_by_operator(module: torch.nn.Module, *args: torch.Tensor) -> Counter:
+    return by_operator(profile_nodes(module, *args))
+
+
+def by_operator(nodes: dict) -> Counter:
+    by_op: Counter = Counter()
+    for node, macs in nodes.items():
+        by_op[node.operator] += macs
+    return by_op
+
+
+def meta_inputs(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _, resolution = RELEASED[name]
+    length = analytic.var_shape(*RELEASED[name]).length
+    labels = torch.zeros(1, dtype=torch.long, device="meta")
+    tokens = torch.zeros(1, length - 1, 32, device="meta")
+    images = torch.zeros(1, 3, resolution, resolution, device="meta")
+    return labels, tokens, images
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count_matches_shapes(name: str) -> None:
+    model = build_released(name)
+    assert count_params(model) == params_from_shapes(*RELEASED[name]) == EXACT_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count_rounds_to_published(name: str) -> None:
+    exact, published = EXACT_PARAMS[name], PUBLISHED_PARAMS[name]
+    assert floor_two_digits(exact) == published  # d36-s is 2.354B: rounding would say 2.4B
+
+
+def test_models_stay_on_meta() -> None:
+    var, vqvae = build_released("d30"), build_vqvae()
+    tensors = [*var.parameters(), *var.buffers(), *vqvae.parameters()]
+    assert all(t.is_meta for t in tensors)
+
+
+def test_vqvae_layers() -> None:
+    vqvae = build_vqvae()
+    assert tuple(vqvae.quantize.embedding.weight.shape) == (4096, 32)
+    assert len(vqvae.quantize.phis) == 4
+    assert count_params(vqvae) == 108_948_355
+
+
+# --------------------------------------------------------------------------- FLOPs vs analytic
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_transformer_forward_macs(name: str) -> None:
+    labels, tokens, _ = meta_inputs(name)
+    by_op = profile_by_operator(build_released(name), labels, tokens)
+    check_against(by_op, analytic.transformer_forward(analytic.var_shape(*RELEASED[name])))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_image_forward_macs(name: str) -> None:
+    labels, _, images = meta_inputs(name)
+    module = VARImageForward(build_vqvae(resolution=RELEASED[name][1]), build_released(name))
+    by_op = profile_by_operator(module, images, labels)
+    check_against(by_op, analytic.image_forward(analytic.var_shape(*RELEASED[name])))
+
+
+@functools.lru_cache(maxsize=None)
+def generation_nodes(name: str) -> dict:
+    """Traced generation of one image (cached: two tests read the d16 trace)."""
+    labels, _, _ = meta_inputs(name)
+    module = VARGenerate(build_vqvae(resolution=RELEASED[name][1]), build_released(name))
+    return profile_nodes(module, labels)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generation_macs(name: str) -> None:
+    by_op = by_operator(generation_nodes(name))
+    check_against(by_op, analytic.generation(analytic.var_shape(*RELEASED[name])))
+
+
+def check_against(by_op: Counter, cost: analytic.Cost) -> None:
+    matmul = sum(macs for op, macs in by_op.items() if op in MATMUL_OPS)
+    total = sum(by_op.values())
+    assert matmul == cost.exact
+    assert total - matmul == cost.elementwise
+    assert 0 <= total - cost.exact < 0.005 * cost.exact
+
+
+def test_generation_runs_every_step_with_kv_cache() -> None:
+    var = build_released("d16")
+    nodes = generation_nodes("d16")
+    sdpa = [n for n in nodes if n.operator == "aten::scaled_dot_product_attention"]
+    assert len(sdpa) == var.depth * len(var.patch_nums)
+    keys = sorted({(n.inputs[0].shape[-2], n.inputs[1].shape[-2]) for n in sdpa})
+    cumulative = [sum(p * p for p in var.patch_nums[: k + 1]) for k in range(len(var.patch_nums))]
+    assert keys == [(pn * pn, total) for pn, total in zip(var.patch_nums, cumulative)]
+    assert all(n.inputs[0].shape[0] == 2 for n in sdpa)  # guidance doubles the batch
+    convs = [n for n in nodes if n.operator == "aten::_convolution"]
+    assert max(n.outputs[0].shape[-1] for n in convs) == 256  # the decoder ran
+
+
+# --------------------------------------------------------------------------- shapes and behaviour
+
+
+def test_meta_shapes() -> None:
+    labels, tokens, images = meta_inputs("d16")
+    var, vqvae = build_released("d16"), build_vqvae()
+    with torch.no_grad():
+        assert tuple(vqvae(images).shape) == (1, 679, 32)
+        assert tuple(var(labels, tokens).shape) == (1, 680, 4096)
+        assert tuple(VARImageForward(vqvae, var)(images, labels).shape) == (1, 680, 4096)
+
+
+def test_block_causal_mask() -> None:
+    mask = block_causal_mask((1, 2, 3))[0, 0]
+    assert tuple(mask.shape) == (14, 14)
+    assert (mask[:5, 5:] == float("-inf")).all()  # scales 0 and 1 never see scale 2
+    assert (mask[1:5, :5] == 0).all()  # scale 1 sees itself and scale 0
+    assert (mask[5:] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def small_cpu_models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    return build_var(2, device="cpu"), build_vqvae(device="cpu")
+
+
+def test_cpu_masked_forward_equals_kv_cache(small_cpu_models) -> None:
+    var, _ = small_cpu_models
+    labels, tokens = torch.tensor([3, 1000]), torch.randn(2, 679, 32)
+    with torch.no_grad():
+        full = var(labels, tokens)
+        cond = var.class_emb(labels)
+        sos = cond.unsqueeze(1) + var.pos_start
+        x = torch.cat((sos, var.word_embed(tokens)), dim=1) + var.level_positions()
+        var.set_kv_cache(True)
+        steps, start = [], 0
+        for pn in var.patch_nums:
+            steps.append(var.run_blocks(x[:, start : start + pn * pn], cond, None))
+            start += pn * pn
+        var.set_kv_cache(False)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
+def test_cpu_forward_is_block_causal(small_cpu_models) -> None:
+    var, _ = small_cpu_models
+    labels, tokens = torch.tensor([7]), torch.randn(1, 679, 32)
+    changed = tokens.clone()
+    changed[:, 90:] += 1.0  # tokens 91.. (scales 6..9)
+    with torch.no_grad():
+        before, after = var(labels, tokens), var(labels, changed)
+    torch.testing.assert_close(before[:, :91], after[:, :91])
+    assert not torch.allclose(before[:, 91:], after[:, 91:])
+
+
+def test_cpu_image_forward_and_generation(small_cpu_models) -> None:
+    var, vqvae = small_cpu_models
+    images, labels = torch.rand(1, 3, 256, 256) * 2 - 1, torch.tensor([3])
+    with torch.no_grad():
+        logits = VARImageForward(vqvae, var)(images, labels)
+        generated = VARGenerate(vqvae, var)(labels)
+    assert tuple(logits.shape) == (1, 680, 4096) and torch.isfinite(logits).all()
+    assert tuple(generated.shape) == (1, 3, 256, 256)
+    assert generated.min() >= 0 and generated.max() <= 1
+    assert all(block.attn.cached_k is None for block in var.blocks)  # cache cleared afterwards
