@@ -229,3 +229,14 @@ def generation(shape: VarShape, batch: int = 1) -> Cost:
         cost += generation_step(shape, step, batch)
     final_scale = Cost(0, 3 * shape.resolution * shape.resolution)
     return cost + (decoder(shape.resolution) + final_scale).times(batch)
+
+
+def bicubic_outputs(shape: VarShape, batch: int = 1) -> int:
+    """Elements written by the bicubic upsamples (scales 0 .. K-2 to the full latent).
+
+    The same in the image forward and in generation. torchprofile 0.1.0 leaves
+    ``aten::upsample_bicubic2d`` unpriced; a counter that charges 16 MACs per output
+    element (pytest-flopbudget's rules) adds ``16 * bicubic_outputs``.
+    """
+    side = shape.latent_side
+    return batch * (len(shape.patch_nums) - 1) * VAE_CHANNELS * side * side

@@ -12,7 +12,8 @@ Public entry points:
 
 - ``build_var(depth, resolution=256, device="meta", shared_adaln=None)`` -> ``VAR``
 - ``build_released(name, device="meta")`` for "d16", "d20", "d24", "d30", "d36-s"
-- ``build_vqvae(device="meta", resolution=256)`` -> ``VQVAE``
+- ``build_vqvae(device="meta", resolution=256, base_channels=160)`` -> ``VQVAE``
+- ``dummy_inputs(resolution=256, batch=1, device="meta")`` -> (labels, tokens, images)
 - ``VARImageForward(vqvae, var)``: ``forward(images, labels)`` -> logits (B, L, V)
 - ``VARGenerate(vqvae, var, cfg=4.0, top_k=900, top_p=0.96)``: ``forward(labels)`` -> images in [0, 1]
 """
@@ -256,6 +257,17 @@ def build_var(
     return model.eval()
 
 
+def dummy_inputs(
+    resolution: int = 256, batch: int = 1, device: str | torch.device = "meta"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(labels (B,), x_BLCv_wo_first_l (B, L - 1, 32), images (B, 3, R, R)) of the right shapes."""
+    length = sum(pn * pn for pn in patch_nums_for(resolution))
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+    tokens = torch.zeros(batch, length - 1, VAE_CHANNELS, device=device)
+    images = torch.zeros(batch, 3, resolution, resolution, device=device)
+    return labels, tokens, images
+
+
 def build_released(name: str, device: str | torch.device = "meta") -> VAR:
     """One of the released models: "d16", "d20", "d24", "d30" (256 px) or "d36-s" (512 px)."""
     depth, resolution = RELEASED[name]
@@ -375,11 +387,11 @@ def decoder_level(level: int, in_ch: int, out_ch: int) -> nn.Sequential:
 class Encoder(nn.Module):
     """Image (B, 3, R, R) -> latent (B, 32, R/16, R/16)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: int = BASE_CHANNELS) -> None:
         super().__init__()
-        widths = [BASE_CHANNELS * m for m in CHANNEL_MULT]
-        self.conv_in = Conv2d(3, BASE_CHANNELS, 3, padding=1)
-        ins = [BASE_CHANNELS] + widths[:-1]
+        widths = [base * m for m in CHANNEL_MULT]
+        self.conv_in = Conv2d(3, base, 3, padding=1)
+        ins = [base] + widths[:-1]
         self.down = nn.Sequential(*(encoder_level(i, ins[i], widths[i]) for i in range(len(widths))))
         self.mid = middle_layers(widths[-1])
         self.norm_out = group_norm(widths[-1])
@@ -393,9 +405,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent (B, 32, r, r) -> image (B, 3, 16 r, 16 r)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: int = BASE_CHANNELS) -> None:
         super().__init__()
-        widths = [BASE_CHANNELS * m for m in CHANNEL_MULT]
+        widths = [base * m for m in CHANNEL_MULT]
         self.conv_in = Conv2d(VAE_CHANNELS, widths[-1], 3, padding=1)
         self.mid = middle_layers(widths[-1])
         levels = reversed(range(len(widths)))
@@ -480,10 +492,10 @@ class MultiScaleQuantizer(nn.Module):
 
 
 class VQVAE(nn.Module):
-    def __init__(self, patch_nums: tuple[int, ...]) -> None:
+    def __init__(self, patch_nums: tuple[int, ...], base: int = BASE_CHANNELS) -> None:
         super().__init__()
-        self.encoder = Encoder()
-        self.decoder = Decoder()
+        self.encoder = Encoder(base)
+        self.decoder = Decoder(base)
         self.quant_conv = Conv2d(VAE_CHANNELS, VAE_CHANNELS, 3, padding=1)
         self.post_quant_conv = Conv2d(VAE_CHANNELS, VAE_CHANNELS, 3, padding=1)
         self.quantize = MultiScaleQuantizer(patch_nums)
@@ -501,9 +513,12 @@ class VQVAE(nn.Module):
         return self.quantize.teacher_forcing_input(self.encode(images))
 
 
-def build_vqvae(device: str | torch.device = "meta", resolution: int = 256) -> VQVAE:
+def build_vqvae(
+    device: str | torch.device = "meta", resolution: int = 256, base_channels: int = BASE_CHANNELS
+) -> VQVAE:
+    """The multi-scale VQVAE; ``base_channels`` (160 released) can shrink it for a quick CPU run."""
     with torch.device(device):
-        model = VQVAE(patch_nums_for(resolution))
+        model = VQVAE(patch_nums_for(resolution), base_channels)
     return model.eval()
 
 

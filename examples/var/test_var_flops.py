@@ -1,0 +1,68 @@
+"""FLOP budgets of VAR with the ``flops`` fixture: transformer forward, forward on images, generation.
+
+Every model is built on the meta device, so d30 (2B parameters) and d36-s cost no memory.
+Ceilings are the measured GFLOPs (torchprofile counter, 1 MAC = 2 FLOPs, batch 1) plus
+about 2%; each measurement is also checked against the analytic model in ``analytic.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import analytic
+from model import RELEASED, VARGenerate, VARImageForward, build_released, build_vqvae, dummy_inputs
+
+# GFLOPs ceilings per released model: measured values are
+#   d16    310.18 /   525.58 /   994.92      d20   589.89 /   805.29 /  1544.85
+#   d24   1001.84 /  1217.24 /  2358.10      d30  1923.91 /  2139.32 /  4184.79
+#   d36-s 11982.98 / 12850.51 / 24391.40  (forward / image forward / generation)
+BUDGETS = {
+    "d16": {"forward": 320, "image": 540, "generate": 1020},
+    "d20": {"forward": 605, "image": 825, "generate": 1580},
+    "d24": {"forward": 1025, "image": 1245, "generate": 2410},
+    "d30": {"forward": 1965, "image": 2185, "generate": 4270},
+    "d36-s": {"forward": 12250, "image": 13150, "generate": 24900},
+}
+BICUBIC_MACS_PER_OUTPUT = 16  # what pytest-flopbudget charges for aten::upsample_bicubic2d
+
+
+def cases(kind: str) -> list:
+    return [pytest.param(name, marks=pytest.mark.flop_budget(BUDGETS[name][kind]), id=name) for name in RELEASED]
+
+
+def shape_of(name: str) -> analytic.VarShape:
+    return analytic.var_shape(*RELEASED[name])
+
+
+def check_analytic(macs: int, cost: analytic.Cost, bicubic_outputs: int = 0) -> None:
+    """Matmul/conv terms exact; the rest is elementwise work that counters price differently."""
+    ceiling = cost.total + BICUBIC_MACS_PER_OUTPUT * bicubic_outputs
+    assert cost.exact <= macs <= ceiling
+    assert macs - cost.exact < 0.005 * cost.exact
+
+
+@pytest.mark.parametrize("name", cases("forward"))
+def test_transformer_forward(flops, name: str) -> None:
+    labels, tokens, _ = dummy_inputs(RELEASED[name][1])
+    result = flops(build_released(name), labels, tokens)
+    check_analytic(result.macs, analytic.transformer_forward(shape_of(name)))
+
+
+@pytest.mark.parametrize("name", cases("image"))
+def test_image_forward(flops, name: str) -> None:
+    resolution = RELEASED[name][1]
+    labels, _, images = dummy_inputs(resolution)
+    module = VARImageForward(build_vqvae(resolution=resolution), build_released(name))
+    result = flops(module, images, labels)
+    shape = shape_of(name)
+    check_analytic(result.macs, analytic.image_forward(shape), analytic.bicubic_outputs(shape))
+
+
+@pytest.mark.parametrize("name", cases("generate"))
+def test_generate_one_image(flops, name: str) -> None:
+    resolution = RELEASED[name][1]
+    labels, _, _ = dummy_inputs(resolution)
+    module = VARGenerate(build_vqvae(resolution=resolution), build_released(name))
+    result = flops(module, labels)
+    shape = shape_of(name)
+    check_analytic(result.macs, analytic.generation(shape), analytic.bicubic_outputs(shape))
