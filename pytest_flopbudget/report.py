@@ -154,8 +154,11 @@ def hints(records: Iterable[Record], baseline_path: str) -> list[str]:
             f"Over budget ({counts['over-budget']}): make the model cheaper or raise its budget in the test; "
             f"{UPDATE_COMMAND} does not change budgets."
         )
-    if counts["regressed"] or counts["new"] or counts["improved"]:
-        lines.append(f"Accept the changes: {UPDATE_COMMAND}  (rewrites {baseline_path}; commit it)")
+    if counts["regressed"]:
+        lines.append(
+            f"Regressed ({counts['regressed']}): if the growth is intended, accept it with {UPDATE_COMMAND} "
+            f"(rewrites {baseline_path}; commit it)"
+        )
     if counts["new"]:
         lines.append(f"New ({counts['new']}): no baseline entry yet; {UPDATE_COMMAND} records them.")
     if counts["improved"]:

@@ -113,8 +113,8 @@ def test_over_budget_fails_with_measured_budget_and_modules(pytester: pytest.Pyt
             f"*FLOP budget exceeded: {total:.2f} GFLOPs > 5.00 GFLOPs (+{over:.1f}%)*",
             f"*measured: {2 * macs_of(4096):,} MACs*",
             "*modules carrying the cost*",
-            "*up *5.70 GFLOPs*50.0%*",
             "*down *5.70 GFLOPs*50.0%*",
+            "*up *5.70 GFLOPs*50.0%*",
             "*raise gflops in @pytest.mark.flop_budget*",
         ]
     )
@@ -307,7 +307,7 @@ def test_growth_over_the_baseline_fails_with_both_counts(pytester: pytest.Pytest
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            f"*FLOP regression: {gflops_of(4096):.2f} -> {gflops_of(4224):.2f} GFLOPs (+3.1%, allowed +0.0%) against flopbudget.toml*",
+            f"*FLOP regression: {gflops_of(4096):.2f} -> {gflops_of(4224):.2f} GFLOPs (+3.1%, allowed +0%) against flopbudget.toml*",
             f"*baseline: {macs_of(4096):,} MACs*",
             "*changed against the baseline:*",
             f"*<root> *{macs_of(4224) - macs_of(4096):+,} MACs (+3.1%)*",
@@ -365,7 +365,7 @@ def test_missing_entry_warns_locally_and_fails_in_ci(pytester: pytest.Pytester, 
     monkeypatch.setenv("CI", "true")
     in_ci = pytester.runpytest()
     in_ci.assert_outcomes(failed=1)
-    in_ci.stdout.fnmatch_lines(["*missing=fail [auto, CI]*", "*no FLOP baseline in flopbudget.toml*", '*Record it: pytest "test_m.py::test_linear" --flop-update*'])
+    in_ci.stdout.fnmatch_lines(["*missing=fail ?auto, CI?*", "*no FLOP baseline in flopbudget.toml*", '*Record it: pytest "test_m.py::test_linear" --flop-update*'])
     pytester.runpytest("--flop-missing=warn").assert_outcomes(passed=1, warnings=1)
     monkeypatch.delenv("CI")
     pytester.runpytest("--flop-missing=fail").assert_outcomes(failed=1)
@@ -427,7 +427,7 @@ def test_malformed_baseline_is_a_usage_error_and_never_overwritten(pytester: pyt
     (pytester.path / "flopbudget.toml").write_text("[meta\nschema = 1\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*flopbudget.toml*line 1*"])
+    result.stderr.fnmatch_lines(["*flopbudget.toml:1:6: not valid TOML*"])
 
 
 # --- options, ini twins, header, reports --------------------------------------------------

@@ -137,7 +137,7 @@ def test_terminal_table_keeps_short_ids_whole() -> None:
 
 def test_hints_name_the_command() -> None:
     lines = hints(suite(), "flopbudget.toml")
-    assert any(line.startswith("Accept the changes: pytest --flop-update") for line in lines)
+    assert any(line.startswith("Regressed (2): if the growth is intended, accept it with pytest --flop-update") for line in lines)
     assert any("flopbudget.toml" in line for line in lines)
     assert any(line.startswith("Improved") and "lock" in line for line in lines)
     assert any(line.startswith("Over budget") for line in lines)
