@@ -18,7 +18,7 @@ from . import rules
 from .metadevice import MetaTraceFix, all_meta, meta_init, to_meta, weights_on_meta
 from .result import FlopResult
 
-__all__ = ["COUNTERS", "MODES", "MetaCountError", "count", "meta_init"]
+__all__ = ["COUNTERS", "MODES", "MetaCountError", "count", "meta_init", "warm_up"]
 
 COUNTERS = ("torchprofile", "flop_counter")
 MODES = ("auto", "meta", "real")
@@ -181,6 +181,10 @@ def _variable(value: Any) -> Variable:
     return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
 
 
+def _has_conv(module: Optional[nn.Module]) -> bool:
+    return module is None or any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
+
+
 def _trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> _Tally:
     bound = _Bound(fn, module, args, kwargs)
 
@@ -198,8 +202,17 @@ def _trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwa
 
     with _module_hooks(module, enter, leave) as names, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with MetaTraceFix() if meta else nullcontext():
-            graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+        # The conv fix is a dispatch mode (its first use imports torch._dynamo): only where convolutions may run.
+        fix = meta and _has_conv(module)
+        try:
+            with MetaTraceFix() if fix else nullcontext():
+                graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+        except Exception:
+            if not meta or fix:
+                raise
+            bound.kept.clear()
+            with MetaTraceFix():
+                graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
 
     tally = _Tally()
     for jit_node in graph.nodes():
@@ -304,12 +317,10 @@ def _meta_first(
             margs, mkwargs = to_meta((args, kwargs))
             return backend(fn, module, margs, mkwargs, True), "meta"
     except Exception as exc:
-        if not fall_back or nothing_real:
-            hint = (
-                "the model or its inputs are on meta, so there is no real forward pass to fall back to"
-                if nothing_real
-                else "use mode='auto' or mode='real' to allow a real forward pass"
-            )
+        if nothing_real:  # the model's own error: there is no real pass to try
+            raise
+        if not fall_back:
+            hint = "use mode='auto' or mode='real' to allow a real forward pass"
             raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
         notes.append(f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})")
     return backend(fn, module, args, kwargs, False), "real"
@@ -367,3 +378,30 @@ def count(
         mode=used,
         notes=tuple(notes),
     )
+
+
+class _WarmUp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 1)
+        self.norm = nn.LayerNorm(2)
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(self.norm(self.conv(x).transpose(1, 2)))
+        return torch.nn.functional.scaled_dot_product_attention(y[None], y[None], y[None])
+
+
+def warm_up() -> None:
+    """Count a tiny model once with each counter, on meta and for real.
+
+    torch imports a lot lazily on the first meta or dispatch-mode call
+    (torch._dynamo, sympy, torch.utils.flop_counter, ...). Call this once
+    where that must not happen later, e.g. in a conftest before pytester's
+    in-process runs, which drop modules first imported inside them (and
+    re-importing those crashes the process).
+    """
+    model, x = _WarmUp(), torch.zeros(1, 2, 3)
+    for counter in COUNTERS:
+        for mode in ("meta", "real"):
+            count(model, (x,), {}, counter=counter, mode=mode)

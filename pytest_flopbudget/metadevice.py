@@ -15,9 +15,19 @@ from torch.utils._python_dispatch import TorchDispatchMode
 _aten = torch.ops.aten
 
 
+def _empty_meta(t: torch.Tensor) -> torch.Tensor:
+    """An empty meta tensor with t's shape, strides and dtype (meta tensors are returned as they are)."""
+    if t.is_meta:
+        return t
+    try:
+        return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="meta")
+    except RuntimeError:  # sparse, nested, ...: fall back to the generic path
+        return torch.empty_like(t, device="meta")
+
+
 def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
-    """A meta tensor with t's shape, dtype and strides; a Parameter stays a Parameter."""
-    m = torch.empty_like(t, device="meta")
+    """A meta copy of a parameter or buffer (no data); a Parameter stays a Parameter."""
+    m = _empty_meta(t)
     if isinstance(t, nn.Parameter):
         return nn.Parameter(m, requires_grad=t.requires_grad)
     return m
@@ -25,7 +35,7 @@ def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
 
 def to_meta(tree: Any) -> Any:
     """Replace every tensor in nested tuples/lists/dicts with an empty meta tensor."""
-    return pytree.tree_map(lambda x: torch.empty_like(x, device="meta") if isinstance(x, torch.Tensor) else x, tree)
+    return pytree.tree_map(lambda x: _empty_meta(x) if isinstance(x, torch.Tensor) else x, tree)
 
 
 def all_meta(module: Optional[nn.Module], tree: Any) -> bool:

@@ -91,3 +91,17 @@ def test_lazy_module_is_counted_by_falling_back() -> None:
     model = nn.LazyLinear(3)
     result = count(model, (torch.randn(2, 5),), {})
     assert result.macs == 2 * 5 * 3
+
+
+def test_functional_conv_without_a_conv_module_counts_on_meta() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.conv2d(x, self.weight, stride=2)
+
+    result = count(Functional(), (torch.randn(2, 3, 9, 9),), {}, mode="meta")
+    out = (9 - 3) // 2 + 1
+    assert (result.macs, result.mode) == (2 * 4 * out * out * 3 * 3 * 3, "meta")
