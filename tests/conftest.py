@@ -5,22 +5,11 @@ from __future__ import annotations
 import pytest
 
 # pytester's in-process runs drop the modules first imported inside them, and torch (with
-# the internals it loads lazily) cannot be imported twice in one process. Load torch and
-# run both counters once here, so every later inner run finds them already imported.
-import torch
+# the internals it loads lazily on its first meta-device call) cannot be imported twice in
+# one process. Import it and run both counters once here, before any inner run.
+from pytest_flopbudget.counting import warm_up
 
-from pytest_flopbudget.counting import count
-
-
-def _warm_up() -> None:
-    with torch.device("meta"):
-        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
-        x = torch.empty(1, 3, 8, 8)
-    for counter in ("torchprofile", "flop_counter"):
-        count(model, (x,), {}, counter=counter)
-
-
-_warm_up()
+warm_up()
 
 pytest_plugins = ["pytester"]
 
