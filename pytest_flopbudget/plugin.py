@@ -344,6 +344,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     return rep
 
 
+def records(config: pytest.Config) -> list[Record]:
+    """Every measurement of this run gathered so far, sorted by id (on the xdist controller: all workers').
+
+    For a ``pytest_terminal_summary`` of your own, such as a table laid out your way.
+    """
+    state = config.stash.get(STATE, None)
+    return [] if state is None else [state.records[rid] for rid in sorted(state.records)]
+
+
 class FlopSession:
     """Per-run hooks registered in ``pytest_configure``: gather records, track collection, write files."""
 
