@@ -99,6 +99,15 @@ def fmt_gflops(value: float) -> str:
     return f"{value:.4g}"
 
 
+def fmt_pair(old: float, new: float) -> tuple[str, str]:
+    """Both values with the fewest decimals (2 to 6) that still show they differ."""
+    for decimals in range(2, 7):
+        a, b = f"{old:,.{decimals}f}", f"{new:,.{decimals}f}"
+        if a != b:
+            return a, b
+    return fmt_gflops(old), fmt_gflops(new)
+
+
 def fmt_pct(value: float) -> str:
     if math.isinf(value):
         return "+inf%"
@@ -155,8 +164,9 @@ def judge(
     if growth > allowed:
         base_g = FLOPS_PER_MAC * baseline_macs / GIGA
         limit = f"allowed {fmt_pct(100.0 * allowed / baseline_macs)}" if baseline_macs else "allowed +0"
+        before, after = fmt_pair(base_g, gflops)
         text = (
-            f"FLOP regression: {fmt_gflops(base_g)} -> {fmt_gflops(gflops)} GFLOPs "
+            f"FLOP regression: {before} -> {after} GFLOPs "
             f"({fmt_pct(pct(macs, baseline_macs))}, {limit}) against {baseline_name}"
         )
         return Verdict("regressed", None if updating else text)

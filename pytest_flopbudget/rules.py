@@ -379,6 +379,9 @@ zero_cost(
     "aten::new_tensor", "aten::ones", "aten::randn", "aten::rand", "aten::randint", "aten::randn_like",
     "aten::rand_like", "aten::normal", "aten::bernoulli", "aten::linspace", "aten::fill_", "aten::zero_",
     "aten::tensor", "aten::triu_indices", "aten::tril_indices",
+    # sampling: picks indices, no multiply-accumulate
+    "aten::multinomial", "aten::normal_", "aten::uniform_", "aten::bernoulli_", "aten::exponential_",
+    "aten::random_", "aten::randperm", "aten::poisson",
     # elementwise, comparisons, reductions (free by torchprofile's convention; mul is not)
     "aten::masked_fill", "aten::masked_fill_", "aten::where", "aten::exp", "aten::exp_", "aten::log",
     "aten::log1p", "aten::erf", "aten::tril", "aten::triu", "aten::tril_", "aten::triu_", "aten::argmax",

@@ -250,3 +250,22 @@ def test_attention_shape_ops_are_free() -> None:
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
 
     assert macs_of(attn, r(3, 1, 2, 5, 4)) == 1 * 2 * 5 * 5 * (4 + 4)
+
+
+class _Sampler(nn.Module):
+    """Logits from a Linear, then one sampled index per row: sampling costs no MAC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(64, 4096)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.head(x).softmax(-1)
+        return torch.multinomial(probs, num_samples=1)
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_sampling_is_priced_at_zero(mode: str) -> None:
+    result = count(_Sampler(), (torch.randn(8, 64),), {}, mode=mode)
+    assert result.unpriced == {}
+    assert result.macs == 8 * 64 * 4096

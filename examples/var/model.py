@@ -277,23 +277,6 @@ def build_released(name: str, device: str | torch.device = "meta") -> VAR:
 # --------------------------------------------------------------------------- VQVAE
 
 
-class Conv2d(nn.Conv2d):
-    """nn.Conv2d that calls aten::_convolution directly.
-
-    In torch 2.13 the meta kernel of aten::convolution is written in Python and reads
-    ``tensor.shape``; under torch.jit tracing (torchprofile) those sizes are traced tensors
-    and the kernel fails ("cond must be a bool, but got a Tensor"). aten::_convolution takes
-    the C++ meta path, gives the same result on CPU, and traces as the same
-    ``aten::_convolution`` node that an ordinary conv produces.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch._convolution(
-            x, self.weight, self.bias, list(self.stride), list(self.padding), list(self.dilation),
-            False, [0, 0], self.groups, False, False, True, True,
-        )
-
-
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, channels, eps=GN_EPS, affine=True)
 
@@ -302,11 +285,11 @@ class ResnetBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.norm1 = group_norm(in_channels)
-        self.conv1 = Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = group_norm(out_channels)
-        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         if in_channels != out_channels:
-            self.nin_shortcut: nn.Module = Conv2d(in_channels, out_channels, 1)
+            self.nin_shortcut: nn.Module = nn.Conv2d(in_channels, out_channels, 1)
         else:
             self.nin_shortcut = nn.Identity()
 
@@ -323,8 +306,8 @@ class AttnBlock(nn.Module):
         super().__init__()
         self.channels = channels
         self.norm = group_norm(channels)
-        self.qkv = Conv2d(channels, 3 * channels, 1)
-        self.proj_out = Conv2d(channels, channels, 1)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self.qkv(self.norm(x)).flatten(2).chunk(3, dim=1)  # each (B, C, hw)
@@ -337,7 +320,7 @@ class AttnBlock(nn.Module):
 class Downsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv2d(channels, channels, 3, stride=2, padding=0)
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
@@ -346,7 +329,7 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -390,12 +373,12 @@ class Encoder(nn.Module):
     def __init__(self, base: int = BASE_CHANNELS) -> None:
         super().__init__()
         widths = [base * m for m in CHANNEL_MULT]
-        self.conv_in = Conv2d(3, base, 3, padding=1)
+        self.conv_in = nn.Conv2d(3, base, 3, padding=1)
         ins = [base] + widths[:-1]
         self.down = nn.Sequential(*(encoder_level(i, ins[i], widths[i]) for i in range(len(widths))))
         self.mid = middle_layers(widths[-1])
         self.norm_out = group_norm(widths[-1])
-        self.conv_out = Conv2d(widths[-1], VAE_CHANNELS, 3, padding=1)
+        self.conv_out = nn.Conv2d(widths[-1], VAE_CHANNELS, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.mid(self.down(self.conv_in(x)))
@@ -408,13 +391,13 @@ class Decoder(nn.Module):
     def __init__(self, base: int = BASE_CHANNELS) -> None:
         super().__init__()
         widths = [base * m for m in CHANNEL_MULT]
-        self.conv_in = Conv2d(VAE_CHANNELS, widths[-1], 3, padding=1)
+        self.conv_in = nn.Conv2d(VAE_CHANNELS, widths[-1], 3, padding=1)
         self.mid = middle_layers(widths[-1])
         levels = reversed(range(len(widths)))
         ins = {i: widths[min(i + 1, len(widths) - 1)] for i in range(len(widths))}
         self.up = nn.Sequential(*(decoder_level(i, ins[i], widths[i]) for i in levels))
         self.norm_out = group_norm(widths[0])
-        self.conv_out = Conv2d(widths[0], 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(widths[0], 3, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.up(self.mid(self.conv_in(z)))
@@ -426,7 +409,7 @@ class Phi(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, h: Tensor) -> Tensor:
         return 0.5 * h + 0.5 * self.conv(h)
@@ -496,8 +479,8 @@ class VQVAE(nn.Module):
         super().__init__()
         self.encoder = Encoder(base)
         self.decoder = Decoder(base)
-        self.quant_conv = Conv2d(VAE_CHANNELS, VAE_CHANNELS, 3, padding=1)
-        self.post_quant_conv = Conv2d(VAE_CHANNELS, VAE_CHANNELS, 3, padding=1)
+        self.quant_conv = nn.Conv2d(VAE_CHANNELS, VAE_CHANNELS, 3, padding=1)
+        self.post_quant_conv = nn.Conv2d(VAE_CHANNELS, VAE_CHANNELS, 3, padding=1)
         self.quantize = MultiScaleQuantizer(patch_nums)
 
     def encode(self, images: Tensor) -> Tensor:

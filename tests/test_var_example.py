@@ -1,0 +1,59 @@
+"""The VAR example suite as a gate: it passes on its committed baseline and fails on added compute."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "var"
+FC1 = "self.fc1 = nn.Linear(width, 4 * width)"
+FC2 = "self.fc2 = nn.Linear(4 * width, width)"
+
+
+def copy_example(pytester: pytest.Pytester) -> Path:
+    target = pytester.path / "var"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    return target
+
+
+def test_committed_baseline_matches_the_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In CI (missing entries fail) every measurement equals its committed entry exactly."""
+    monkeypatch.setenv("CI", "true")
+    copy_example(pytester)
+    result = pytester.runpytest_subprocess("var/test_var_flops.py", "--flop-report", "-n", "2")
+    result.assert_outcomes(passed=15)
+    result.stdout.fnmatch_lines(["*0 over-budget, 0 regressed, 0 new, 0 improved, 15 ok*"])
+
+
+def test_one_more_hidden_unit_per_block_fails_the_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    var = copy_example(pytester)
+    source = (var / "model.py").read_text()
+    assert FC1 in source and FC2 in source, "the MLP definition moved; update this test"
+    widened = source.replace(FC1, "self.fc1 = nn.Linear(width, 4 * width + 1)").replace(FC2, "self.fc2 = nn.Linear(4 * width + 1, width)")
+    (var / "model.py").write_text(widened)
+
+    result = pytester.runpytest("var/test_var_flops.py", "-k", "test_transformer_forward and d16")
+    result.assert_outcomes(failed=1)
+
+    # One hidden unit more in each of the 16 blocks of d16 (C = 1024, L = 680 tokens):
+    # fc1 gains L*C MACs, fc2 gains L*C MACs -> 16 * 2 * 680 * 1024 = 22,282,240 MACs.
+    depth, width, tokens = 16, 1024, 680
+    growth = depth * 2 * tokens * width
+    baseline = 155_087_544_320  # committed entry, = analytic.transformer_forward(d16) + elementwise terms
+    text = result.stdout.str()
+    assert f"baseline: {baseline:,} MACs" in text
+    assert f"measured: {baseline + growth:,} MACs" in text
+    assert re.search(r"FLOP regression: 310\.18 -> 310\.22 GFLOPs \(\+0\.0144%, allowed \+0%\)", text), text
+    result.stdout.fnmatch_lines(
+        [
+            "*changed against the baseline:*",
+            f"*blocks.*.ffn.fc1 *+{tokens * width * depth:,} MACs*",
+            f"*blocks.*.ffn.fc2 *+{tokens * width * depth:,} MACs*",
+            '*If intended: pytest "test_var_flops.py::test_transformer_forward?d16?" --flop-update*',
+        ]
+    )
+    assert "blocks.*.attn" not in text.split("changed against the baseline:")[1].split("If intended")[0]
