@@ -380,17 +380,40 @@ def save(path: Path, entries: Mapping[str, Entry], meta: Mapping[str, object]) -
     or written by a newer schema) or that is read-only. A symlink is followed:
     its target is replaced.
     """
+    render(entries, meta)  # bad values raise before the file is touched
+    return update(path, lambda current: (entries, meta))
+
+
+def update(
+    path: Path,
+    change: Callable[[Baseline], tuple[Mapping[str, Entry], Mapping[str, object]] | None],
+) -> bool:
+    """Read-modify-write the baseline under one lock; return True when the file was written.
+
+    ``change(current)`` gets the file as it is now (loaded and validated while
+    the lock is held) and returns the ``(entries, meta)`` to write, or None to
+    leave the file alone. Two processes updating the same file therefore run
+    one after the other, and each sees the entries the other wrote (e.g. two
+    ``pytest --flop-update`` runs of different tests both keep their entries).
+    Writing is as in :func:`save` (atomic, mode kept, refuses a malformed or
+    read-only file).
+    """
     path = Path(path)
-    text = render(entries, meta)
     target = Path(os.path.realpath(path))
     _make_parent(path, target.parent)
     with _locked(target.parent) as locked:
         if locked:
             _remove_stale_temps(target)
         old = _read_bytes(target)
-        if old is not None:
-            _parse(path, old)
-        data = text.encode("utf-8")
+        if old is None:
+            current = Baseline(path=path, entries={}, meta={}, exists=False)
+        else:
+            found, meta = _parse(path, old)
+            current = Baseline(path=path, entries=found, meta=meta, exists=True)
+        wanted = change(current)
+        if wanted is None:
+            return False
+        data = render(*wanted).encode("utf-8")
         if old == data:
             return False
         if old is not None and not os.access(target, os.W_OK):

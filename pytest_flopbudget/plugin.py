@@ -408,7 +408,6 @@ class FlopSession:
 
 def _write_baseline(session: pytest.Session, state: RunState) -> None:
     settings = state.settings
-    current = baseline_file.load(settings.baseline)  # re-read: never overwrite a file changed meanwhile into garbage
     measured = {}
     if settings.update:
         measured = {
@@ -416,26 +415,37 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
             for rid, rec in sorted(state.records.items())
             if rec.status != "over-budget"
         }
-    prune: set[str] | None = None
-    if settings.prune:
-        reason = _prune_refusal(session, state)
-        if reason:
-            state.outcome.append(f"flopbudget: --flop-prune skipped: {reason}")
-        else:
+    refusal = _prune_refusal(session, state) if settings.prune else None
+    if refusal:
+        state.outcome.append(f"flopbudget: --flop-prune skipped: {refusal}")
+    env_meta = {"schema": baseline_file.SCHEMA, **{k: v for k, v in environment(settings).items() if k in ("counter", "torch", "torchprofile")}}
+    summary: dict[str, Any] = {}
+
+    def change(current: baseline_file.Baseline) -> tuple[dict, dict] | None:
+        # Runs under the file's lock with the file as it is now: a concurrent
+        # --flop-update of other tests is merged, never overwritten.
+        prune = None
+        if settings.prune and not refusal:
             prune = obsolete_ids(current.entries, state.collected, session.config)
-    entries = baseline_file.updated(current.entries, measured, prune)
-    meta = {"schema": baseline_file.SCHEMA, **{k: v for k, v in environment(settings).items() if k in ("counter", "torch", "torchprofile")}}
-    if not entries and not current.exists:
+        entries = baseline_file.updated(current.entries, measured, prune)
+        if not entries and not current.exists:
+            return None
+        meta = env_meta
+        if not measured and not prune:
+            meta = dict(current.meta) or meta  # nothing changes: keep the file byte for byte
+        summary["entries"] = len(entries)
+        summary["changed"] = sum(1 for rid, e in measured.items() if current.entries.get(rid) != e)
+        summary["removed"] = sorted(set(current.entries) - set(entries))
+        return entries, meta
+
+    written = baseline_file.update(settings.baseline, change)
+    if not summary:
         state.outcome.append(f"flopbudget: nothing measured; {settings.baseline.name} not created")
         return
-    if not measured and not prune:
-        meta = dict(current.meta) or meta  # nothing changes: keep the file byte for byte
-    changed = sum(1 for rid, e in measured.items() if current.entries.get(rid) != e)
-    removed = sorted(set(current.entries) - set(entries))
-    written = baseline_file.save(settings.baseline, entries, meta)
+    removed = summary["removed"]
     verb = "wrote" if written else "unchanged:"
     state.outcome.append(
-        f"flopbudget: {verb} {settings.baseline} ({len(entries)} entries; {changed} added or changed, {len(removed)} removed)"
+        f"flopbudget: {verb} {settings.baseline} ({summary['entries']} entries; {summary['changed']} added or changed, {len(removed)} removed)"
     )
     state.outcome.extend(f"  removed {rid}" for rid in removed)
 
