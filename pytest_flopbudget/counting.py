@@ -28,6 +28,10 @@ class MetaCountError(RuntimeError):
     """The model could not be counted on the meta device (and no fallback was allowed or possible)."""
 
 
+class NoTensorOutput(TypeError):
+    """The torchprofile counter traced a model that returned no tensor: its ops would be dropped, so no count."""
+
+
 @dataclasses.dataclass
 class _Tally:
     macs: int = 0
@@ -89,13 +93,17 @@ class _Bound(nn.Module):
         self.leaves = leaves
         self.tensors = tuple(leaves[i] for i in self.slots)
         self.kept: list[torch.Tensor] = []
+        self.returned: Any = None  # type of the model's output when it held no tensor
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         leaves = list(self.leaves)
         for slot, t in zip(self.slots, tensors):
             leaves[slot] = t
         args, kwargs = pytree.tree_unflatten(leaves, self.spec)
-        out = _output_tensors(self.call(*args, **kwargs))
+        output = self.call(*args, **kwargs)
+        out = _output_tensors(output)
+        if not out:
+            self.returned = type(output)
         return tuple(out + self.kept)
 
 
@@ -213,6 +221,13 @@ def _trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwa
             bound.kept.clear()
             with MetaTraceFix():
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+    if bound.returned is not None and not bound.kept:
+        # The trace keeps only the ops an output depends on: a count now would silently be zero.
+        raise NoTensorOutput(
+            f"the model returned {bound.returned.__name__}, not tensors, so the torchprofile counter (a trace) "
+            "cannot see its operations; return the output tensor(s) from forward (a tensor, or a tuple, list or "
+            "dict of them), or count with --flop-counter=flop_counter, which counts every operation that runs"
+        )
 
     tally = _Tally()
     for jit_node in graph.nodes():
@@ -317,7 +332,7 @@ def _meta_first(
             margs, mkwargs = to_meta((args, kwargs))
             return backend(fn, module, margs, mkwargs, True), "meta"
     except Exception as exc:
-        if nothing_real:  # the model's own error: there is no real pass to try
+        if nothing_real or isinstance(exc, NoTensorOutput):  # the model's own error: a real pass fails alike
             raise
         if not fall_back:
             hint = "use mode='auto' or mode='real' to allow a real forward pass"

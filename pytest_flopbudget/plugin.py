@@ -187,11 +187,13 @@ class FlopMeter:
         try:
             result = hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=self._item.config)
         except Exception as exc:  # the model's or the counter's error becomes this test's failure
-            problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}"
+            problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}{count_hint(exc)}"
         if problem:
             pytest.fail(problem, pytrace=False)
         if not isinstance(result, FlopResult):
             pytest.fail(f"flops: the counter returned {type(result).__name__}, expected a FlopResult", pytrace=False)
+        for note in result.notes:
+            warnings.warn(FlopBudgetWarning(f"{self._item.nodeid}: {note}"), stacklevel=3)
         return result
 
     def _check(self, result: FlopResult, key: str | None) -> tuple[Record, Verdict]:
@@ -243,6 +245,27 @@ def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytes
     return count(model, args, kwargs, counter=settings.counter, mode=settings.mode)
 
 
+_NO_DEVICE = ("not compiled with", "no cuda gpus", "nvidia driver", "cuda is not available", "mps backend", "no xpu")
+_NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
+
+
+def count_hint(exc: BaseException) -> str:
+    """The fix for the errors a model commonly raises while counted, or ""."""
+    text = str(exc).lower()
+    if any(words in text for words in _NO_DEVICE):
+        return (
+            "\n  the model or its inputs use a device this machine does not have; skip the test where it is missing "
+            "(@pytest.mark.skipif(not torch.cuda.is_available(), reason=...)) or keep model and inputs on a device "
+            "that exists (counting on the meta device needs none)"
+        )
+    if any(words in text for words in _NEEDS_VALUES):
+        return (
+            "\n  the forward needs real values (data-dependent control flow), which meta tensors do not have; "
+            "build the model and its inputs on the CPU so --flop-mode=auto can count with a real forward pass"
+        )
+    return ""
+
+
 def compact_modules(result: FlopResult) -> dict[str, int]:
     """Per-module MACs for the baseline: list indices folded (``blocks.*.attn``), zeros dropped."""
     return {path or "<root>": macs for path, macs in sorted(rollup(result.by_module, depth=4, collapse=True).items()) if macs}
@@ -267,8 +290,9 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
     """The whole failure (or warning) text: verdict line, where the cost is, and how to accept it."""
     if verdict.failure is None and verdict.warning is None:
         return ""
+    notes = "".join(f"\n  note: {note}" for note in result.notes)
     if record.status == "new":
-        return f"{verdict.failure or verdict.warning}\n  {accept_hint(record, settings)}"
+        return f"{verdict.failure or verdict.warning}{notes}\n  {accept_hint(record, settings)}"
     lines = [verdict.failure or "", f"  test: {record.id}", f"  measured: {record.macs:,} MACs = {fmt_gflops(record.gflops)} GFLOPs"]
     if record.budget_gflops is not None:
         lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs (@pytest.mark.flop_budget)")
@@ -281,6 +305,7 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
     if record.unpriced:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(record.unpriced.items()))
         lines.append(f"  not priced by the counter (counted as 0): {ops}")
+    lines.extend(f"  note: {note}" for note in result.notes)
     lines.append("  " + accept_hint(record, settings))
     return "\n".join(lines)
 

@@ -109,3 +109,335 @@ def test_concurrent_updates_of_different_tests_keep_both(pytester: pytest.Pytest
     }
     assert path.read_text() == baseline.render(loaded.entries, loaded.meta)
     assert not list(pytester.path.glob(".flopbudget.toml.*.tmp"))
+
+
+# --- models and inputs ------------------------------------------------------------------
+
+SMALL = """
+class Small(torch.nn.Module):  # Linear(8 -> 4) on (1, 8): 32 MACs
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 4)
+        self.other = torch.nn.Linear(8, 2)
+"""
+
+
+def test_model_returning_no_tensor_fails_or_counts_its_submodules(pytester: pytest.Pytester) -> None:
+    write_test(
+        pytester,
+        SMALL
+        + """
+class Word(Small):
+    def forward(self, x):
+        torch.matmul(x, self.lin.weight.T)  # no submodule ran: a trace sees nothing
+        return "done"
+
+class Number(Small):
+    def forward(self, x):
+        return int(self.lin(x).sum() > 0)   # real pass (bool() of a value); the submodule's output is kept: 32 MACs
+
+def test_string(flops):
+    flops(Word(), torch.ones(1, 8))
+
+def test_int(flops):
+    assert flops(Number(), torch.ones(1, 8)).macs == 32
+
+def test_string_flop_counter(flops):
+    assert flops(Word(), torch.ones(1, 8)).macs == 32
+""",
+    )
+    result = pytester.runpytest("--flop-missing=warn", "-k", "not flop_counter")
+    result.assert_outcomes(passed=1, failed=1, deselected=1, warnings=2)  # test_int: no baseline, real-pass note
+    result.stdout.fnmatch_lines(
+        [
+            "*flops: could not count Word: NoTensorOutput: the model returned str, not tensors*"
+            "return the output tensor(s) from forward*or count with --flop-counter=flop_counter*",
+        ]
+    )
+    no_crash(result)
+    # flop_counter counts every operation that runs, whatever the model returns.
+    other = pytester.runpytest("--flop-missing=warn", "--flop-counter=flop_counter", "-k", "string_flop_counter")
+    other.assert_outcomes(passed=1, deselected=2, warnings=1)
+
+
+def test_data_dependent_control_flow_counts_for_real_with_a_visible_note(pytester: pytest.Pytester) -> None:
+    write_test(
+        pytester,
+        SMALL
+        + """
+class Branchy(Small):
+    def forward(self, x):
+        return self.lin(x) if x.sum() > 0 else self.other(x)
+
+def test_cpu_model(flops):
+    result = flops(Branchy(), torch.ones(1, 8))
+    assert result.macs == 32 and result.mode == "real"
+    assert "counted with a real forward pass" in result.notes[0]
+
+@pytest.mark.flop_budget(gflops=1e-9)
+def test_note_in_failure(flops):
+    flops(Branchy(), torch.ones(1, 8), key="over")
+
+def test_meta_model(flops):
+    with torch.device("meta"):
+        model, x = Branchy(), torch.ones(1, 8)
+    flops(model, x)
+""",
+    )
+    result = pytester.runpytest("--flop-missing=warn")
+    result.assert_outcomes(passed=1, failed=2, warnings=3)  # the note twice, no baseline once
+    result.stdout.fnmatch_lines(
+        [
+            "*FlopBudgetWarning: test_m.py::test_cpu_model: counted with a real forward pass: the meta-device pass "
+            "failed (RuntimeError: Tensor.item() cannot be called on meta tensors)*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*FLOP budget exceeded*", "*note: counted with a real forward pass*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*flops: could not count Branchy: RuntimeError: Tensor.item() cannot be called on meta tensors*",
+            "*the forward needs real values (data-dependent control flow)*build the model and its inputs on the CPU*",
+        ]
+    )
+    no_crash(result)
+    # --flop-mode=meta forbids the real pass: a failure that names the way out.
+    meta = pytester.runpytest("--flop-mode=meta", "-k", "cpu_model")
+    meta.assert_outcomes(failed=1, deselected=2)
+    meta.stdout.fnmatch_lines(["*MetaCountError: cannot count on the meta device*use mode='auto' or mode='real'*"])
+    no_crash(meta)
+
+
+def test_model_on_a_missing_device_fails_naming_it(pytester: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the device is not missing")
+    write_test(
+        pytester,
+        SMALL
+        + """
+class OnCuda(Small):
+    def forward(self, x):
+        return self.lin(x.to("cuda"))
+
+def test_cuda(flops):
+    flops(OnCuda(), torch.ones(1, 8))
+""",
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*flops: could not count OnCuda: *CUDA*",
+            "*the model or its inputs use a device this machine does not have; skip the test where it is missing*",
+        ]
+    )
+    no_crash(result)
+
+
+def test_a_class_instead_of_a_model_fails_cleanly(pytester: pytest.Pytester) -> None:
+    write_test(
+        pytester,
+        SMALL
+        + """
+def test_class(flops):
+    flops(Small, torch.ones(1, 8))
+
+def test_none(flops):
+    flops(None, torch.ones(1, 8))
+""",
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*flops: could not count NoneType: TypeError: cannot count 'NoneType': expected a torch.nn.Module or a callable*"])
+    no_crash(result)
+
+
+# --- marker arguments and placement (value checks: test_plugin.py::test_bad_marker_arguments_...) ---
+
+
+def test_invalid_marker_on_class_or_module_errors_each_test_it_covers(pytester: pytest.Pytester) -> None:
+    write_test(
+        pytester,
+        """
+        pytestmark = pytest.mark.flop_budget(gflops="5 GFLOPs")
+
+        def test_module_level(flops):
+            flops(*models.linear())
+
+        @pytest.mark.flop_budget(rel="-5%")
+        class TestGroup:
+            def test_in_class(self, flops):
+                flops(*models.linear())
+
+            def test_no_fixture(self):
+                pass
+
+        @pytest.mark.flop_budget(gflops=1 + 2j)
+        def test_complex(flops):
+            flops(*models.linear())
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*invalid flop_budget marker on test_m.py::test_module_level: flop_budget gflops must be a number, got '5 GFLOPs' (str)*",
+            "*invalid flop_budget marker on test_m.py::TestGroup::test_in_class: flop_budget rel must be a fraction like 0.02 or a percentage like 2%, got '-5%'*",
+            "*invalid flop_budget marker on test_m.py::TestGroup::test_no_fixture: flop_budget rel must be a fraction*",
+            "*invalid flop_budget marker on test_m.py::test_complex: flop_budget gflops must be a number, got (1+2j) (complex)*",
+        ]
+    )
+    no_crash(result)
+
+
+def test_module_marker_on_a_test_that_never_measures(pytester: pytest.Pytester) -> None:
+    write_test(
+        pytester,
+        """
+        pytestmark = pytest.mark.flop_budget(gflops=6)
+
+        def test_measures(flops):
+            flops(*models.linear())
+
+        def test_helper_check():
+            assert 1 + 1 == 2
+        """,
+    )
+    result = pytester.runpytest("--flop-missing=warn")
+    result.assert_outcomes(passed=1, errors=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*test_m.py::test_helper_check has a flop_budget marker but does not use the flops fixture, so nothing would be checked; add a `flops` argument*"]
+    )
+    no_crash(result)
+
+
+# --- options and ini values (more in test_plugin.py::test_bad_option_values_are_usage_errors) ---
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--flop-counter=fvcore"], "*argument --flop-counter: invalid choice: 'fvcore' (choose from *torchprofile*flop_counter*)*"),
+        (["--flop-mode=fast"], "*argument --flop-mode: invalid choice: 'fast' (choose from *auto*meta*real*)*"),
+        (["--flop-missing=never"], "*argument --flop-missing: invalid choice: 'never' (choose from *fail*warn*auto*)*"),
+        (["--flop-abs=nan"], "*pytest-flopbudget: option --flop-abs must be a finite number, got nan*"),
+        (["--flop-abs=1,5"], "*pytest-flopbudget: option --flop-abs must be a number, got '1,5'*"),
+        (["--flop-rel=2%%"], "*pytest-flopbudget: option --flop-rel must be a fraction like 0.02 or a percentage like 2%, got '2%%'*"),
+        (["--flop-top=-1"], "*pytest-flopbudget: option --flop-top must be >= 0, got -1*"),
+        (["--flop-report-md=missing/r.md"], "*pytest-flopbudget: --flop-report-md *r.md: directory *missing does not exist; create it first*"),
+        (["--flop-report-json=."], "*pytest-flopbudget: --flop-report-json * is a directory; give a file path*"),
+    ],
+)
+def test_more_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    no_crash(result)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("flopbudget_rel = two percent", "ini flopbudget_rel must be a fraction like 0.02 or a percentage like 2%, got 'two percent'"),
+        ("flopbudget_abs = -1", "ini flopbudget_abs must be >= 0, got -1.0"),
+        ("flopbudget_update = maybe", "ini flopbudget_update must be true or false, got 'maybe'"),
+        ("flopbudget_top = 2.5", "ini flopbudget_top must be a whole number, got '2.5'"),
+        ("flopbudget_counter = fvcore", "ini flopbudget_counter must be one of torchprofile, flop_counter, got 'fvcore'"),
+        ("flopbudget_baseline = .", "is a directory; --flop-baseline/flopbudget_baseline take a file path"),
+    ],
+)
+def test_bad_ini_values_are_usage_errors(pytester: pytest.Pytester, line: str, message: str) -> None:
+    pytester.makeini(f"[pytest]\n{line}\n")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*pytest-flopbudget: *{message}*"])
+    no_crash(result)
+
+
+# --- baseline files ---------------------------------------------------------------------
+
+OK_ENTRY = '["test_m.py::test_linear"]\nmacs = 1\n'
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "flopbudget.toml:1: not UTF-8 (byte 0x89 at offset 0); save it as UTF-8*"),
+        (b"macs: 12\n", "flopbudget.toml:1:5: not valid TOML: *delete it and rerun with --flop-update*"),
+        (b'["test_m.py::test_linear"]\nmacs = -5\n', "flopbudget.toml:2: entry \"test_m.py::test_linear\": 'macs' must be a non-negative integer, got integer -5*"),
+        (b'["test_m.py::test_linear"]\nmacs = 1.5\n', "*'macs' must be a non-negative integer, got float 1.5*"),
+        (b'["test_m.py::test_linear"]\nmacs = 1\n[\"test_m.py::test_linear\".modules]\nhead = "x"\n', "*modules.\"head\" must be a non-negative integer, got string 'x'*"),
+        (b"[meta]\nschema = 99\n", "*written by a newer pytest-flopbudget (baseline schema 99; this version reads schema 1); upgrade pytest-flopbudget*"),
+        (b'[meta]\nschema = "one"\n', "flopbudget.toml:2: meta.schema must be a positive integer, got 'one'*"),
+        ((OK_ENTRY + "\n" + OK_ENTRY).encode(), "flopbudget.toml:4:*not valid TOML: *(a test id, table or key appears twice; keep only one of them)*"),
+        (b'["test_m.py::test_linear"]\nmacs = 1\nmacs = 2\n', "flopbudget.toml:3:*not valid TOML: *appears twice*"),
+        (b"<<<<<<< HEAD\n" + OK_ENTRY.encode() + b"=======\n" + OK_ENTRY.encode() + b">>>>>>> main\n", "flopbudget.toml:1: unresolved merge conflict marker; resolve the conflict*"),
+        (b'["test_m.py::test_linear"]\nmac = 1\n', "*unknown key 'mac' (expected macs, gflops, modules*"),
+    ],
+    ids=["binary", "not-toml", "negative", "float", "module-string", "schema-99", "schema-str", "dup-table", "dup-key", "conflict", "typo"],
+)
+def test_bad_baseline_file_is_a_usage_error_and_never_overwritten(pytester: pytest.Pytester, text: bytes, message: str) -> None:
+    write_test(pytester, "def test_linear(flops):\n    flops(*models.linear())\n")
+    path = pytester.path / "flopbudget.toml"
+    path.write_bytes(text)
+    result = pytester.runpytest("--flop-update")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*pytest-flopbudget: *{message}"])
+    assert "collected" not in result.stdout.str()  # before any test ran
+    no_crash(result)
+    assert path.read_bytes() == text
+
+
+TRICKY = {
+    "brackets": "a[0]]",
+    "quotes": "say \"hi\" 'there'",
+    "unicode": "ünï-中文-🙂",
+    "colons": "x::y",
+    "backslash": "C:\\\\tmp\\\\t",
+}
+
+
+@pytest.mark.parametrize("escaped", [True, False], ids=["ascii-escaped", "raw-unicode"])
+def test_tricky_parametrised_ids_round_trip(pytester: pytest.Pytester, escaped: bool) -> None:
+    if not escaped:  # pytest escapes non-ASCII ids unless told not to: try the raw text too
+        pytester.makeini("[pytest]\ndisable_test_id_escaping_and_forfeit_all_rights_to_community_support = true\n")
+    write_test(
+        pytester,
+        f"""
+        @pytest.mark.parametrize("width", [512, 256, 128, 64, 32], ids={list(TRICKY.values())!r})
+        def test_p(flops, width):
+            flops(*models.linear(width))
+        """,
+    )
+    result = pytester.runpytest("--flop-update")
+    result.assert_outcomes(passed=5)
+    found = entries(pytester.path / "flopbudget.toml")
+    assert sorted(found.values()) == sorted(macs_of(w) for w in (512, 256, 128, 64, 32))
+    assert all(key.startswith("test_m.py::test_p[") and key.endswith("]") for key in found)
+    unicode = "ünï-中文-🙂" if not escaped else "\\xfcn\\xef-\\u4e2d\\u6587-\\U0001f642"
+    assert {"test_m.py::test_p[x::y]", "test_m.py::test_p[a[0]]]", f"test_m.py::test_p[{unicode}]"} <= set(found)
+    # Read back: every id finds its entry (ok, no "new" warning), and a full prune removes none.
+    again = pytester.runpytest("--flop-missing=fail", "--flop-prune", "--flop-report")
+    again.assert_outcomes(passed=5)
+    again.stdout.fnmatch_lines(["*0 over-budget, 0 regressed, 0 new, 0 improved, 5 ok*", "*unchanged: *flopbudget.toml (5 entries; 0 added or changed, 0 removed)*"])
+    no_crash(again)
+
+
+def test_windows_line_endings_are_read_and_rewritten_as_lf_keeping_the_mode(pytester: pytest.Pytester) -> None:
+    write_test(pytester, "def test_linear(flops):\n    flops(*models.linear())\n\ndef test_other(flops):\n    flops(*models.linear(64))\n")
+    path = pytester.path / "flopbudget.toml"
+    crlf = f'[meta]\r\nschema = 1\r\n\r\n["test_m.py::test_linear"]\r\nmacs = {macs_of(4096)}\r\n'.encode()
+    path.write_bytes(crlf)
+    os.chmod(path, 0o640)
+    compare = pytester.runpytest("--flop-missing=fail", "-k", "linear")
+    compare.assert_outcomes(passed=1, deselected=1)
+    assert path.read_bytes() == crlf  # only --flop-update/--flop-prune write
+    update = pytester.runpytest("--flop-update")
+    update.assert_outcomes(passed=2)
+    assert b"\r" not in path.read_bytes()
+    assert entries(path) == {"test_m.py::test_linear": macs_of(4096), "test_m.py::test_other": macs_of(64)}
+    assert (os.stat(path).st_mode & 0o777) == 0o640
+    assert not list(pytester.path.glob(".flopbudget.toml.*.tmp"))
