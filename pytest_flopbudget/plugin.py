@@ -340,10 +340,7 @@ def _module_changes(record: Record, top: int) -> list[str]:
 def accept_hint(record: Record, settings: Settings) -> str:
     if record.status == "over-budget":
         return f"If intended: raise gflops in @pytest.mark.flop_budget on {record.nodeid} (--flop-update never accepts a budget violation)"
-    target = f'pytest "{record.nodeid}" --flop-update'
-    default = settings.baseline.name == "flopbudget.toml"
-    if not default:
-        target += f" --flop-baseline={settings.baseline}"
+    target = settings.update_command(record.nodeid)
     if record.status == "new":
         return f"Record it: {target}"
     return f"If intended: {target}  (then commit {settings.baseline.name})"
@@ -519,12 +516,12 @@ def _write_reports(config: pytest.Config, state: RunState) -> None:
         state.outcome.append(f"flopbudget: JSON report written to {settings.report_json}")
     markdown = None
     if settings.report_md is not None:
-        markdown = report.markdown_report(records, env, dict(state.baseline.meta) or None)
+        markdown = report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command())
         _atomic_text(settings.report_md, markdown)
         state.outcome.append(f"flopbudget: Markdown report written to {settings.report_md}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if on_github(settings) and summary and records:
-        markdown = markdown or report.markdown_report(records, env, dict(state.baseline.meta) or None)
+        markdown = markdown or report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command())
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(markdown + "\n")
 
@@ -555,13 +552,13 @@ def terminal_summary(tr: Any, state: RunState) -> None:
         for line in report.terminal_table(report.sort_records(records), width=tr._tw.fullwidth):
             tr.write_line(line)
         tr.write_line(report.counts_line(records))
-        for line in report.hints(records, settings.baseline.name):
+        for line in report.hints(records, settings.baseline.name, settings.update_command()):
             tr.write_line(line)
     elif records:
         counts = report.status_counts(records)
         if counts.get("improved") or counts.get("new"):
             tr.write_line("flopbudget: " + report.counts_line(records))
-            for line in report.hints(records, settings.baseline.name):
+            for line in report.hints(records, settings.baseline.name, settings.update_command()):
                 tr.write_line(line)
     for line in state.outcome:
         tr.write_line(line, red=line.startswith("flopbudget: ERROR"))

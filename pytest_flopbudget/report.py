@@ -145,25 +145,25 @@ def terminal_table(records: list[Record], width: int = 120) -> list[str]:
     return lines
 
 
-def hints(records: Iterable[Record], baseline_path: str) -> list[str]:
-    """Remediation lines with the exact command to run, in severity order."""
+def hints(records: Iterable[Record], baseline_path: str, command: str = UPDATE_COMMAND) -> list[str]:
+    """Remediation lines with the exact command to run (``command`` records counts), in severity order."""
     counts = status_counts(records)
     lines = []
     if counts["over-budget"]:
         lines.append(
             f"Over budget ({counts['over-budget']}): make the model cheaper or raise its budget in the test; "
-            f"{UPDATE_COMMAND} does not change budgets."
+            f"{command} does not change budgets."
         )
     if counts["regressed"]:
         lines.append(
-            f"Regressed ({counts['regressed']}): if the growth is intended, accept it with {UPDATE_COMMAND} "
+            f"Regressed ({counts['regressed']}): if the growth is intended, accept it with {command} "
             f"(rewrites {baseline_path}; commit it)"
         )
     if counts["new"]:
-        lines.append(f"New ({counts['new']}): no baseline entry yet; {UPDATE_COMMAND} records them.")
+        lines.append(f"New ({counts['new']}): no baseline entry yet; {command} records them.")
     if counts["improved"]:
         lines.append(
-            f"Improved ({counts['improved']}): lock the gain in with {UPDATE_COMMAND} "
+            f"Improved ({counts['improved']}): lock the gain in with {command} "
             "so a later change cannot silently give it back."
         )
     return lines

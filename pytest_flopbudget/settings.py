@@ -94,6 +94,13 @@ class Settings:
     mode: str
     top: int
     github: str
+    baseline_arg: str | None = None  # --flop-baseline as typed on the command line
+
+    def update_command(self, nodeid: str | None = None) -> str:
+        """The command that records measured counts (for one test when ``nodeid`` is given)."""
+        target = f' "{nodeid}"' if nodeid else ""
+        where = f" --flop-baseline={self.baseline_arg}" if self.baseline_arg else ""
+        return f"pytest{target} --flop-update{where}"
 
     @property
     def missing_policy(self) -> str:
@@ -159,7 +166,7 @@ def resolve(config: pytest.Config) -> Settings:
         except BudgetError as exc:
             raise pytest.UsageError(f"pytest-flopbudget: {exc}") from None
         values[opt.name] = value
-    settings = Settings(**values)
+    settings = Settings(**values, baseline_arg=config.getoption("flopbudget_baseline"))
     _check_paths(settings)
     return settings
 

@@ -549,3 +549,23 @@ def test_model_errors_fail_the_test_cleanly(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*flops: could not count Linear: RuntimeError*", "*flops: could not count str: TypeError*"])
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_accept_command_names_a_baseline_given_on_the_command_line(pytester: pytest.Pytester) -> None:
+    write_models(pytester, width=4096)
+    write_test(pytester, ONE.format(macs=macs_of(4096)))
+    record(pytester, "--flop-baseline=budgets.toml")
+    write_models(pytester, width=4224)
+    write_test(pytester, ONE.format(macs=macs_of(4224)))
+    result = pytester.runpytest("--flop-baseline=budgets.toml", "--flop-report", "--flop-report-md=r.md")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            '*If intended: pytest "test_m.py::test_linear" --flop-update --flop-baseline=budgets.toml*',
+            "Regressed (1): if the growth is intended, accept it with pytest --flop-update --flop-baseline=budgets.toml*",
+        ]
+    )
+    assert "pytest --flop-update --flop-baseline=budgets.toml" in (pytester.path / "r.md").read_text()
+    # Set in the ini file, the baseline needs no flag in the command.
+    pytester.makeini("[pytest]\nflopbudget_baseline = budgets.toml\n")
+    pytester.runpytest().stdout.fnmatch_lines(['*If intended: pytest "test_m.py::test_linear" --flop-update  (then commit budgets.toml)*'])
