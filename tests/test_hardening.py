@@ -60,18 +60,19 @@ BARRIER = """
 import os, time
 from pathlib import Path
 import pytest
-from pytest_flopbudget import baseline, plugin
+from pytest_flopbudget import baseline
+from pytest_flopbudget import session as flop_session
 
 HERE = Path(__file__).parent
 
-_finish = plugin.FlopSession.pytest_sessionfinish
+_finish = flop_session.FlopSession.pytest_sessionfinish
 
 def _finish_marked(self, session, exitstatus):
     if not self.state.worker:
         (HERE / f"finished-{os.getpid()}").write_text("")
     return _finish(self, session, exitstatus)
 
-plugin.FlopSession.pytest_sessionfinish = _finish_marked
+flop_session.FlopSession.pytest_sessionfinish = _finish_marked
 
 _merge = baseline.updated
 

@@ -569,3 +569,13 @@ def test_accept_command_names_a_baseline_given_on_the_command_line(pytester: pyt
     # Set in the ini file, the baseline needs no flag in the command.
     pytester.makeini("[pytest]\nflopbudget_baseline = budgets.toml\n")
     pytester.runpytest().stdout.fnmatch_lines(['*If intended: pytest "test_m.py::test_linear" --flop-update  (then commit budgets.toml)*'])
+
+
+def test_header_warns_when_the_baseline_was_recorded_with_another_counter(pytester: pytest.Pytester) -> None:
+    write_models(pytester)
+    write_test(pytester, ONE.format(macs=macs_of(4096)))
+    record(pytester, "--flop-counter=flop_counter")
+    assert 'counter = "flop_counter"' in (pytester.path / "flopbudget.toml").read_text()
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["flopbudget: WARNING baseline recorded with counter flop_counter, this run uses torchprofile: counts may differ"])
+    pytester.runpytest("--flop-counter=flop_counter").stdout.no_fnmatch_line("*WARNING baseline recorded*")

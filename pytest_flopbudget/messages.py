@@ -1,0 +1,111 @@
+"""What a measurement says: failure and warning texts, the accept command, JUnit properties.
+
+Pure formatting of a ``Record`` (and the ``FlopResult`` behind it); no pytest hooks here.
+"""
+
+from __future__ import annotations
+
+from .budget import Verdict, fmt_gflops, fmt_pct, pct
+from .result import FLOPS_PER_MAC, GIGA, FlopResult, Record, rollup
+from .settings import Settings
+
+
+def compact_modules(result: FlopResult) -> dict[str, int]:
+    """Per-module MACs for the baseline: list indices folded (``blocks.*.attn``), zeros dropped."""
+    return {path or "<root>": macs for path, macs in sorted(rollup(result.by_module, depth=4, collapse=True).items()) if macs}
+
+
+def junit_properties(record: Record) -> list[tuple[str, object]]:
+    prefix = "flopbudget" if record.key is None else f"flopbudget[{record.key}]"
+    values: dict[str, object] = {
+        "gflops": round(record.gflops, 6),
+        "macs": record.macs,
+        "budget_gflops": "" if record.budget_gflops is None else record.budget_gflops,
+        "baseline_gflops": "" if record.baseline_gflops is None else round(record.baseline_gflops, 6),
+        "status": record.status,
+    }
+    return [(f"{prefix}.{name}", value) for name, value in values.items()]
+
+
+# --- failure messages -------------------------------------------------------------
+
+
+def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Settings) -> str:
+    """The whole failure (or warning) text: verdict line, where the cost is, and how to accept it."""
+    if verdict.failure is None and verdict.warning is None:
+        return ""
+    notes = "".join(f"\n  note: {note}" for note in result.notes)
+    if record.status == "new":
+        return f"{verdict.failure or verdict.warning}{notes}\n  {accept_hint(record, settings)}"
+    lines = [verdict.failure or "", f"  test: {record.id}", f"  measured: {record.macs:,} MACs = {fmt_gflops(record.gflops)} GFLOPs"]
+    if record.budget_gflops is not None:
+        lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs (@pytest.mark.flop_budget)")
+    if record.baseline_macs is not None:
+        lines.append(f"  baseline: {record.baseline_macs:,} MACs = {fmt_gflops(record.baseline_gflops or 0.0)} GFLOPs ({settings.baseline.name})")
+    if settings.top:
+        lines.extend(_top_modules(record, settings.top))
+    if record.status == "regressed" and record.baseline_modules:
+        lines.extend(_module_changes(record, settings.top or 5))
+    if record.unpriced:
+        ops = ", ".join(f"{op} x{n}" for op, n in sorted(record.unpriced.items()))
+        lines.append(f"  not priced by the counter (counted as 0): {ops}")
+    lines.extend(f"  note: {note}" for note in result.notes)
+    lines.append("  " + accept_hint(record, settings))
+    return "\n".join(lines)
+
+
+def _top_modules(record: Record, top: int) -> list[str]:
+    ranked = sorted(record.modules.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    if not ranked:
+        return []
+    width = max(len(path) for path, _ in ranked)
+    out = [f"  modules carrying the cost (top {len(ranked)} of {len(record.modules)}):"]
+    for path, macs in ranked:
+        share = 100.0 * macs / record.macs if record.macs else 0.0
+        out.append(f"    {path:<{width}}  {fmt_gflops(FLOPS_PER_MAC * macs / GIGA):>9} GFLOPs  {share:5.1f}%")
+    return out
+
+
+def _module_changes(record: Record, top: int) -> list[str]:
+    paths = set(record.modules) | set(record.baseline_modules)
+    changes = [(p, record.modules.get(p, 0) - record.baseline_modules.get(p, 0)) for p in paths]
+    grown = sorted((c for c in changes if c[1] != 0), key=lambda c: (-abs(c[1]), c[0]))[:top]
+    if not grown:
+        return []
+    width = max(len(p) for p, _ in grown)
+    out = ["  changed against the baseline:"]
+    for path, delta in grown:
+        old = record.baseline_modules.get(path, 0)
+        change = fmt_pct(pct(old + delta, old)) if old else "new"
+        out.append(f"    {path:<{width}}  {delta:+,} MACs ({change})")
+    return out
+
+
+def accept_hint(record: Record, settings: Settings) -> str:
+    if record.status == "over-budget":
+        return f"If intended: raise gflops in @pytest.mark.flop_budget on {record.nodeid} (--flop-update never accepts a budget violation)"
+    target = settings.update_command(record.nodeid)
+    if record.status == "new":
+        return f"Record it: {target}"
+    return f"If intended: {target}  (then commit {settings.baseline.name})"
+
+
+_NO_DEVICE = ("not compiled with", "no cuda gpus", "nvidia driver", "cuda is not available", "mps backend", "no xpu")
+_NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
+
+
+def count_hint(exc: BaseException) -> str:
+    """The fix for the errors a model commonly raises while counted, or ""."""
+    text = str(exc).lower()
+    if any(words in text for words in _NO_DEVICE):
+        return (
+            "\n  the model or its inputs use a device this machine does not have; skip the test where it is missing "
+            "(@pytest.mark.skipif(not torch.cuda.is_available(), reason=...)) or keep model and inputs on a device "
+            "that exists (counting on the meta device needs none)"
+        )
+    if any(words in text for words in _NEEDS_VALUES):
+        return (
+            "\n  the forward needs real values (data-dependent control flow), which meta tensors do not have; "
+            "build the model and its inputs on the CPU so --flop-mode=auto can count with a real forward pass"
+        )
+    return ""
