@@ -421,14 +421,31 @@ def _environment(env: dict[str, str], baseline_env: dict[str, str] | None) -> li
     return lines
 
 
-def _unpriced_note(records: list[Record]) -> list[str]:
+def unpriced_totals(records: Iterable[Record]) -> list[tuple[str, int]]:
+    """Operators the counter could not price, with how often they ran in all records, most frequent first."""
     totals: dict[str, int] = {}
     for record in records:
         for op, n in record.unpriced.items():
             totals[op] = totals.get(op, 0) + n
+    return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def unpriced_line(records: Iterable[Record]) -> str | None:
+    """One terminal line naming the unpriced operators and the tests that ran them, or None."""
+    records = list(records)
+    totals = unpriced_totals(records)
+    if not totals:
+        return None
+    ops = ", ".join(f"{op} x{n}" for op, n in totals)
+    tests = sorted(r.id for r in records if r.unpriced)
+    return f"flopbudget: counted as 0 (no counting rule): {ops}; in {len(tests)} measurement(s): {', '.join(tests)}"
+
+
+def _unpriced_note(records: list[Record]) -> list[str]:
+    totals = unpriced_totals(records)
     if not totals:
         return []
-    ops = ", ".join(f"{md_code(op)} ×{n}" for op, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+    ops = ", ".join(f"{md_code(op)} ×{n}" for op, n in totals)
     return [f"⚠️ Operators counted as 0 FLOPs (no counting rule): {ops}"]
 
 

@@ -247,6 +247,9 @@ def terminal_summary(tr: Any, state: RunState) -> None:
             tr.write_line("flopbudget: " + report.counts_line(records))
             for line in report.hints(records, settings.baseline.name, settings.update_command()):
                 tr.write_line(line)
+    unpriced = report.unpriced_line(records)
+    if unpriced:
+        tr.write_line(unpriced, yellow=True)
     for line in state.outcome:
         tr.write_line(line, red=line.startswith("flopbudget: ERROR"))
     if on_github(settings):

@@ -579,3 +579,32 @@ def test_header_warns_when_the_baseline_was_recorded_with_another_counter(pytest
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(["flopbudget: WARNING baseline recorded with counter flop_counter, this run uses torchprofile: counts may differ"])
     pytester.runpytest("--flop-counter=flop_counter").stdout.no_fnmatch_line("*WARNING baseline recorded*")
+
+
+def test_unpriced_operators_are_reported_even_when_the_test_passes(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_flopbudget import rules
+
+        def pytest_configure(config):
+            rules.unregister_rule("aten::gelu")      # pretend the counter has no formula for it
+
+        def pytest_unconfigure(config):
+            rules.zero_cost("aten::gelu")
+        """
+    )
+    write_models(pytester)
+    write_test(
+        pytester,
+        f"""
+        def test_gelu(flops):
+            model, x = models.linear()
+            result = flops(torch.nn.Sequential(model, torch.nn.GELU()), x)
+            assert result.unpriced == {{"aten::gelu": 1}}
+            assert result.macs == {macs_of(4096)}
+        """,
+    )
+    result = pytester.runpytest("--flop-missing=warn", "--flop-report-json=r.json")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["flopbudget: counted as 0 (no counting rule): aten::gelu x1; in 1 measurement(s): test_m.py::test_gelu"])
+    assert json.loads((pytester.path / "r.json").read_text())["tests"][0]["unpriced"] == {"aten::gelu": 1}
