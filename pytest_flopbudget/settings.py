@@ -71,7 +71,8 @@ def add_options(parser: pytest.Parser) -> None:
                 kw["choices"] = opt.choices
             group.addoption(opt.flag, action="store", default=None, dest=opt.dest, help=opt.help, **kw)
         default = "" if opt.default in (None, False) else str(opt.default)
-        parser.addini(opt.ini, f"{opt.help} (ini twin of {opt.flag})", default=default)
+        ini_help = opt.help.replace("%%", "%")  # argparse formats option help with %; ini help is shown as is
+        parser.addini(opt.ini, f"{ini_help} (ini twin of {opt.flag})", default=default)
 
 
 def ci_is_set(environ: Any = os.environ) -> bool:
