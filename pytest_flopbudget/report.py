@@ -78,7 +78,7 @@ def fmt_gflops(value: float | None) -> str:
 
 
 def fmt_delta(delta: float | None) -> str:
-    """``+7.4%``, ``-2.0%``, ``0.0%``; ``+<0.1%`` for a change too small for one decimal."""
+    """``+7.4%``, ``-2.0%``, ``0.0%``; a change too small for one decimal keeps 3 significant digits (``+0.0144%``)."""
     if delta is None or math.isnan(delta):
         return MISSING
     if math.isinf(delta):
@@ -86,7 +86,7 @@ def fmt_delta(delta: float | None) -> str:
     if delta == 0:
         return "0.0%"
     if abs(delta) < 0.05:
-        return "+<0.1%" if delta > 0 else "-<0.1%"
+        return f"{delta:+.3g}%"
     return f"{delta:+.1f}%"
 
 

@@ -89,7 +89,8 @@ def test_number_formats() -> None:
     assert fmt_delta(7.4) == "+7.4%"
     assert fmt_delta(-2.0) == "-2.0%"
     assert fmt_delta(0.0) == "0.0%"
-    assert fmt_delta(-0.04) == "-<0.1%"
+    assert fmt_delta(-0.04) == "-0.04%"
+    assert fmt_delta(100 * 22_282_240 / 155_087_544_320) == "+0.0144%"  # one hidden unit more per block of VAR-d16
     assert fmt_delta(None) == "-"
     assert fmt_delta(float("inf")) == "+inf%"
 
