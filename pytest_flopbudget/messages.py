@@ -94,8 +94,10 @@ _NO_DEVICE = ("not compiled with", "no cuda gpus", "nvidia driver", "cuda is not
 _NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
 
 
-def count_hint(exc: BaseException) -> str:
+def count_hint(exc: BaseException, model: object = None) -> str:
     """The fix for the errors a model commonly raises while counted, or ""."""
+    if isinstance(model, type):
+        return f"\n  flops() got the class {model.__name__} itself; pass an instance: flops({model.__name__}(...), *inputs)"
     text = str(exc).lower()
     if any(words in text for words in _NO_DEVICE):
         return (

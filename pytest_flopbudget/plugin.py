@@ -154,7 +154,7 @@ class FlopMeter:
         try:
             result = hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=self._item.config)
         except Exception as exc:  # the model's or the counter's error becomes this test's failure
-            problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}{count_hint(exc)}"
+            problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}{count_hint(exc, model)}"
         if problem:
             pytest.fail(problem, pytrace=False)
         if not isinstance(result, FlopResult):

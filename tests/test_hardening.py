@@ -254,6 +254,7 @@ def test_none(flops):
         [
             "flops: could not count NoneType: TypeError: cannot count 'NoneType': expected a torch.nn.Module or a callable",
             "flops: could not count type: TypeError: Small.__init__() takes 1 positional argument but 2 were given",
+            "  flops() got the class Small itself; pass an instance: flops(Small(...), *inputs)",
         ]
     )
     no_crash(result)
