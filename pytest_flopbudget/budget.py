@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .result import FLOPS_PER_MAC, GIGA
+from .result import FLOPS_PER_MAC, GIGA, pct
 
 MARKER = "flop_budget"
 MARKER_HELP = (
@@ -112,12 +112,6 @@ def fmt_pct(value: float) -> str:
     if math.isinf(value):
         return "+inf%"
     return f"{value:+.1f}%" if abs(value) >= 0.05 else f"{value:+.3g}%"
-
-
-def pct(new: float, old: float) -> float:
-    if old == 0:
-        return 0.0 if new == 0 else math.inf
-    return 100.0 * (new - old) / old
 
 
 @dataclass(frozen=True)

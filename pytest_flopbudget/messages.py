@@ -5,14 +5,9 @@ Pure formatting of a ``Record`` (and the ``FlopResult`` behind it); no pytest ho
 
 from __future__ import annotations
 
-from .budget import Verdict, fmt_gflops, fmt_pct, pct
-from .result import FLOPS_PER_MAC, GIGA, FlopResult, Record, rollup
+from .budget import Verdict, fmt_gflops, fmt_pct
+from .result import FLOPS_PER_MAC, GIGA, FlopResult, Record, pct, rank_modules
 from .settings import Settings
-
-
-def compact_modules(result: FlopResult) -> dict[str, int]:
-    """Per-module MACs for the baseline: list indices folded (``blocks.*.attn``), zeros dropped."""
-    return {path or "<root>": macs for path, macs in sorted(rollup(result.by_module, depth=4, collapse=True).items()) if macs}
 
 
 def junit_properties(record: Record) -> list[tuple[str, object]]:
@@ -55,7 +50,7 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
 
 
 def _top_modules(record: Record, top: int) -> list[str]:
-    ranked = sorted(record.modules.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    ranked = rank_modules(record.modules, top)
     if not ranked:
         return []
     width = max(len(path) for path, _ in ranked)

@@ -17,7 +17,7 @@ import pytest
 from . import baseline as baseline_file
 from . import hookspecs
 from .budget import MARKER, MARKER_HELP, Budget, BudgetError, Verdict, from_marker, judge
-from .messages import compact_modules, count_hint, explain, junit_properties
+from .messages import count_hint, explain, junit_properties
 from .result import FlopResult, Record
 from .session import STATE, FlopSession, RunState, environment, records
 from .settings import add_options, resolve
@@ -190,7 +190,7 @@ class FlopMeter:
             budget_gflops=budget.gflops,
             baseline_macs=None if entry is None else entry.macs,
             location=(path, (line or 0) + 1),
-            modules=compact_modules(result),
+            modules=result.module_totals(),
             baseline_modules=dict(entry.modules) if entry is not None else {},
             unpriced=dict(result.unpriced),
         )

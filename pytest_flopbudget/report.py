@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Iterable
 
-from .result import FLOPS_PER_MAC, GIGA, STATUSES, Record
+from .result import FLOPS_PER_MAC, GIGA, STATUSES, Record, rank_modules
 
 MARKER = "<!-- pytest-flopbudget report -->"
 UPDATE_COMMAND = "pytest --flop-update"
@@ -185,11 +185,9 @@ def _json_safe(value: Any) -> Any:
 
 def top_modules(modules: dict[str, int], n: int = TOP_MODULES) -> list[dict[str, Any]]:
     """The ``n`` module paths with the most MACs, largest first."""
-    ranked = sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))
     return [
         {"module": path or "<root>", "macs": macs, "gflops": FLOPS_PER_MAC * macs / GIGA}
-        for path, macs in ranked[:n]
-        if macs
+        for path, macs in rank_modules(modules, n)
     ]
 
 

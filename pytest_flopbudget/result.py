@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -10,6 +11,8 @@ GIGA = 1_000_000_000
 
 # One vocabulary of verdicts, used by the terminal, JSON, Markdown and JUnit outputs.
 STATUSES = ("over-budget", "regressed", "new", "improved", "ok")
+
+MODULE_DEPTH = 4  # module paths in the baseline and the messages: ``blocks.*.ffn.fc1``, at most 4 parts
 
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
 
@@ -34,6 +37,19 @@ def rollup(by_module: dict[str, int], depth: int | None = None, collapse: bool =
             path = ".".join(path.split(".")[:depth])
         out[path] = out.get(path, 0) + macs
     return out
+
+
+def pct(new: float, old: float) -> float:
+    """Change from ``old`` to ``new`` in percent; from 0 it is 0 (no change) or infinite."""
+    if old == 0:
+        return 0.0 if new == 0 else math.inf
+    return 100.0 * (new - old) / old
+
+
+def rank_modules(modules: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """The ``n`` module paths with the most MACs, largest first (ties by path), zeros left out."""
+    ranked = sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(path, macs) for path, macs in ranked[:n] if macs]
 
 
 @dataclass(frozen=True)
@@ -64,11 +80,15 @@ class FlopResult:
     def gmacs(self) -> float:
         return self.macs / GIGA
 
-    def top_modules(self, n: int = 5, depth: int | None = 2) -> list[tuple[str, int]]:
-        """The ``n`` module paths (ModuleList indices folded, cut at ``depth``) with the most MACs."""
-        totals = rollup(self.by_module, depth=depth, collapse=True)
-        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [(path or "<root>", macs) for path, macs in ranked[:n] if macs]
+    def module_totals(self) -> dict[str, int]:
+        """MACs per module path as the baseline stores them: list indices folded (``blocks.*.attn``),
+        cut at ``MODULE_DEPTH`` parts, zeros dropped, the root module as ``<root>``."""
+        totals = rollup(self.by_module, depth=MODULE_DEPTH, collapse=True)
+        return {path or "<root>": macs for path, macs in sorted(totals.items()) if macs}
+
+    def top_modules(self, n: int = 5) -> list[tuple[str, int]]:
+        """The ``n`` entries of ``module_totals()`` with the most MACs."""
+        return rank_modules(self.module_totals(), n)
 
     def __repr__(self) -> str:
         return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}, params={self.params:,}, counter={self.counter!r})"
@@ -107,11 +127,7 @@ class Record:
     @property
     def delta_pct(self) -> float | None:
         """Change against the baseline in percent (None without a baseline)."""
-        if self.baseline_macs is None:
-            return None
-        if self.baseline_macs == 0:
-            return 0.0 if self.macs == 0 else float("inf")
-        return 100.0 * (self.macs - self.baseline_macs) / self.baseline_macs
+        return None if self.baseline_macs is None else pct(self.macs, self.baseline_macs)
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)

@@ -36,10 +36,7 @@ class Option:
 
     @property
     def ini(self) -> str:
-        return "flopbudget_" + self.name
-
-    @property
-    def dest(self) -> str:
+        """The ini key, also the option's ``dest``: ``config.getoption("flopbudget_rel")``."""
         return "flopbudget_" + self.name
 
 
@@ -64,12 +61,12 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("flopbudget", "FLOP budgets and baselines (pytest-flopbudget)")
     for opt in OPTIONS:
         if opt.kind == "flag":
-            group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest, help=opt.help)
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.ini, help=opt.help)
         else:
             kw: dict[str, Any] = {"metavar": opt.metavar} if opt.metavar else {}
             if opt.choices:
                 kw["choices"] = opt.choices
-            group.addoption(opt.flag, action="store", default=None, dest=opt.dest, help=opt.help, **kw)
+            group.addoption(opt.flag, action="store", default=None, dest=opt.ini, help=opt.help, **kw)
         default = "" if opt.default in (None, False) else str(opt.default)
         ini_help = opt.help.replace("%%", "%")  # argparse formats option help with %; ini help is shown as is
         parser.addini(opt.ini, f"{ini_help} (ini twin of {opt.flag})", default=default)
@@ -153,7 +150,7 @@ def resolve(config: pytest.Config) -> Settings:
     values: dict[str, Any] = {}
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
     for opt in OPTIONS:
-        cli = config.getoption(opt.dest)
+        cli = config.getoption(opt.ini)
         ini = config.getini(opt.ini)
         try:
             if cli is not None:

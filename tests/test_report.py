@@ -351,3 +351,14 @@ def test_env_values_render_plainly() -> None:
     env = dict(ENV, torch="2.13.0+cpu")
     md = markdown_report(suite(), env, dict(ENV, torch="2.12.1+cu121"))
     assert "baseline recorded with torch 2.12.1+cu121, this run used torch 2.13.0+cpu" in md
+
+
+def test_module_totals_fold_indices_cut_depth_and_rank() -> None:
+    from pytest_flopbudget import FlopResult
+
+    result = FlopResult(
+        macs=0,
+        by_module={"blocks.0.ffn.fc1": 10, "blocks.1.ffn.fc1": 10, "": 5, "enc.a.b.c.d": 3, "enc.a.b.c.e": 4, "idle": 0},
+    )
+    assert result.module_totals() == {"<root>": 5, "blocks.*.ffn.fc1": 20, "enc.a.b.c": 7}
+    assert result.top_modules(2) == [("blocks.*.ffn.fc1", 20), ("enc.a.b.c", 7)]
