@@ -1,0 +1,37 @@
+"""Render FLOP records for people and machines, one module per format.
+
+- ``common``: ordering, status counts, number formatting, unpriced operators
+- ``terminal``: the FLOP REPORT table and hints
+- ``jsonfile``: the JSON report
+- ``markdown``: the pull-request comment / job summary, with its Mermaid chart
+- ``github``: workflow-command annotations
+
+Pure standard library: nothing here imports torch or pytest. Every output is
+deterministic (no timestamps), so reports diff cleanly between runs.
+"""
+
+from __future__ import annotations
+
+from .common import (
+    MISSING,
+    UPDATE_COMMAND,
+    counts_line,
+    fmt_delta,
+    fmt_gflops,
+    fmt_params,
+    sort_records,
+    status_counts,
+    unpriced_line,
+    unpriced_totals,
+)
+from .github import annotations, escape_data, escape_property
+from .jsonfile import TOP_MODULES, json_report, top_modules
+from .markdown import CHART_LIMIT, MARKER, env_warnings, markdown_report, md_code, md_text, mermaid_chart, short_name
+from .terminal import hints, shorten_left, terminal_table
+
+__all__ = [
+    "CHART_LIMIT", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "annotations", "counts_line",
+    "env_warnings", "escape_data", "escape_property", "fmt_delta", "fmt_gflops", "fmt_params", "hints",
+    "json_report", "markdown_report", "md_code", "md_text", "mermaid_chart", "short_name", "shorten_left",
+    "sort_records", "status_counts", "terminal_table", "top_modules", "unpriced_line", "unpriced_totals",
+]

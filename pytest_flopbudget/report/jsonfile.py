@@ -1,0 +1,73 @@
+"""The JSON report (``--flop-report-json``): schema 1, tests sorted by id, no inf/nan."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from ..result import FLOPS_PER_MAC, GIGA, Record, rank_modules
+from .common import status_counts
+
+TOP_MODULES = 10
+
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace inf/nan by None and tuples by lists, recursively, so json.dumps(allow_nan=False) works."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def top_modules(modules: dict[str, int], n: int = TOP_MODULES) -> list[dict[str, Any]]:
+    """The ``n`` module paths with the most MACs, largest first."""
+    return [
+        {"module": path or "<root>", "macs": macs, "gflops": FLOPS_PER_MAC * macs / GIGA}
+        for path, macs in rank_modules(modules, n)
+    ]
+
+
+def _test_json(record: Record) -> dict[str, Any]:
+    location = {"path": record.location[0], "line": record.location[1]} if record.location else None
+    return {
+        "id": record.id,
+        "nodeid": record.nodeid,
+        "key": record.key,
+        "macs": record.macs,
+        "flops": FLOPS_PER_MAC * record.macs,
+        "gflops": record.gflops,
+        "params": record.params,
+        "budget_gflops": record.budget_gflops,
+        "baseline_macs": record.baseline_macs,
+        "baseline_gflops": record.baseline_gflops,
+        "delta_pct": record.delta_pct,
+        "status": record.status,
+        "message": record.message,
+        "location": location,
+        "unpriced": dict(sorted(record.unpriced.items())),
+        "top_modules": top_modules(record.modules),
+    }
+
+
+def json_report(
+    records: Iterable[Record],
+    env: dict[str, str],
+    baseline_path: str | None,
+    extra: dict | None = None,
+) -> dict:
+    """A JSON-ready dict (schema 1); tests sorted by id. ``extra`` keys are added but never replace core keys."""
+    records = list(records)
+    report: dict[str, Any] = {
+        "schema": 1,
+        "env": dict(env),
+        "baseline": baseline_path,
+        "summary": status_counts(records),
+        "tests": [_test_json(r) for r in sorted(records, key=lambda r: r.id)],
+    }
+    for key, value in (extra or {}).items():
+        report.setdefault(key, value)
+    return _json_safe(report)

@@ -1,0 +1,256 @@
+"""The Markdown report for pull-request comments and the GitHub job summary, with a Mermaid chart."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Iterable
+
+from ..result import Record
+from .common import (
+    UPDATE_COMMAND,
+    finite,
+    fmt_delta,
+    fmt_gflops,
+    fmt_params,
+    sort_records,
+    status_counts,
+    unpriced_totals,
+)
+
+MARKER = "<!-- pytest-flopbudget report -->"
+CHART_LIMIT = 15
+
+_CHANGED_LABEL = {"over-budget": "over budget", "regressed": "regressed"}
+_STATUS_ICON = {"over-budget": "❌", "regressed": "❌", "new": "🆕", "improved": "⚡", "ok": "✅"}
+
+
+
+_MD_ACTIVE = re.compile(r"([\\`*_{}\[\]<>|~])")
+
+
+def md_text(text: str) -> str:
+    """Escape Markdown-active characters in plain text (table cells included)."""
+    return _MD_ACTIVE.sub(r"\\\1", text.replace("\r", " ").replace("\n", " "))
+
+
+def md_code(text: str) -> str:
+    """``text`` as an inline code span that is safe inside a GitHub table cell."""
+    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _status_cell(status: str) -> str:
+    icon = _STATUS_ICON.get(status)
+    return f"{icon} {status}" if icon else md_text(status)
+
+
+def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def _headline(counts: dict[str, int], total: int) -> list[str]:
+    failing = [f"{counts[s]} {_CHANGED_LABEL[s]}" for s in ("regressed", "over-budget") if counts[s]]
+    if failing:
+        title = "### ❌ FLOP budget: " + ", ".join(failing)
+    elif total == 0:
+        title = "### ✅ FLOP budget: no measurements"
+    else:
+        title = "### ✅ FLOP budget: no regressions"
+    rest = f"{counts['improved']} improved · {counts['new']} new · {counts['ok']} unchanged"
+    return [title, "", rest]
+
+
+def _changed_table(changed: list[Record]) -> list[str]:
+    if not changed:
+        return ["No test changed its FLOP count."]
+    header = ["Test", "Baseline GFLOPs", "This run GFLOPs", "Change", "Budget", "Status"]
+    align = [":---", "---:", "---:", "---:", "---:", ":---"]
+    rows = [
+        [
+            md_code(r.id),
+            fmt_gflops(r.baseline_gflops),
+            fmt_gflops(r.gflops),
+            fmt_delta(r.delta_pct),
+            fmt_gflops(r.budget_gflops),
+            _status_cell(r.status),
+        ]
+        for r in changed
+    ]
+    return _table(header, align, rows)
+
+
+def _all_table(records: list[Record]) -> list[str]:
+    header = ["Test", "GFLOPs", "Params (M)", "Budget", "Baseline", "Change", "Status"]
+    align = [":---", "---:", "---:", "---:", "---:", "---:", ":---"]
+    rows = [
+        [
+            md_code(r.id),
+            fmt_gflops(r.gflops),
+            fmt_params(r.params),
+            fmt_gflops(r.budget_gflops),
+            fmt_gflops(r.baseline_gflops),
+            fmt_delta(r.delta_pct),
+            _status_cell(r.status),
+        ]
+        for r in sorted(records, key=lambda r: r.id)
+    ]
+    summary = f"<summary>All {len(records)} measurements</summary>"
+    return ["<details>", summary, "", *_table(header, align, rows), "", "</details>"]
+
+
+# -- Mermaid chart
+
+
+_MERMAID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+=()/ ]")
+
+
+def short_name(record_id: str, limit: int = 30) -> str:
+    """A chart label: the part after the last ``::``, with characters Mermaid dislikes removed."""
+    name = record_id.rsplit("::", 1)[-1]
+    name = name.replace("[", "(").replace("]", ")").replace("#", " ")
+    name = _MERMAID_UNSAFE.sub("_", name).strip() or "test"
+    if len(name) > limit:
+        head = (limit - 2) // 2
+        name = name[:head] + ".." + name[-(limit - 2 - head):]
+    return name
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _num(value: float) -> str:
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _series(values: list[float | None], measured: list[float]) -> list[float] | None:
+    """Fill gaps with the measured value; None when no test has a value at all."""
+    if all(v is None for v in values):
+        return None
+    return [m if v is None else v for v, m in zip(values, measured)]
+
+
+def _nice_top(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    step = 10 ** math.floor(math.log10(value))
+    for factor in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if factor * step >= value * 1.05:
+            return factor * step
+    return 10 * step
+
+
+def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
+    """A Mermaid ``xychart-beta`` block: bars = this run, lines = baseline and budget."""
+    shown = changed[:limit]
+    if not shown:
+        return []
+    names = _unique([short_name(r.id) for r in shown])
+    measured = [r.gflops for r in shown]
+    baseline = _series([finite(r.baseline_gflops) for r in shown], measured)
+    budget = _series([finite(r.budget_gflops) for r in shown], measured)
+    top = _nice_top(max(measured + (baseline or []) + (budget or [])))
+    labels = ", ".join(f'"{n}"' for n in names)
+    lines = ["```mermaid", "xychart-beta", '    title "GFLOPs of changed tests"']
+    lines += [f"    x-axis [{labels}]", f'    y-axis "GFLOPs" 0 --> {_num(top)}']
+    lines.append("    bar [" + ", ".join(_num(v) for v in measured) + "]")
+    legend = ["bars: this run"]
+    for label, series in (("baseline", baseline), ("budget", budget)):
+        if series is not None:
+            lines.append("    line [" + ", ".join(_num(v) for v in series) + "]")
+            legend.append(f"line {len(legend)}: {label}")
+    lines.append("```")
+    note = "; ".join(legend)
+    if len(changed) > limit:
+        note += f" (showing {limit} of {len(changed)} changed tests)"
+    return [*lines, "", f"<sub>{note}</sub>"]
+
+
+# -- environment and guidance
+
+
+def _counting_key(key: str) -> bool:
+    """Environment keys whose change can change FLOP counts."""
+    return key == "torch" or "counter" in key or key in ("torchprofile", "flops_per_mac")
+
+
+def env_warnings(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[str]:
+    """One warning per counting-relevant key recorded in both environments with different values."""
+    if not baseline_env:
+        return []
+    lines = []
+    for key, value in env.items():
+        old = baseline_env.get(key)
+        if _counting_key(key) and old is not None and str(old) != str(value):
+            lines.append(
+                f"⚠️ baseline recorded with {key} {md_text(str(old))}, "
+                f"this run used {key} {md_text(str(value))}: counts may differ"
+            )
+    return lines
+
+
+def _environment(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[str]:
+    parts = " · ".join(f"{md_text(str(k))} {md_text(str(v))}" for k, v in env.items())
+    lines = [f"**Environment:** {parts or 'unknown'}"]
+    for warning in env_warnings(env, baseline_env):
+        lines += ["", f"> {warning}"]
+    return lines
+
+
+
+def _unpriced_note(records: list[Record]) -> list[str]:
+    totals = unpriced_totals(records)
+    if not totals:
+        return []
+    ops = ", ".join(f"{md_code(op)} ×{n}" for op, n in totals)
+    return [f"⚠️ Operators counted as 0 FLOPs (no counting rule): {ops}"]
+
+
+def _guidance(counts: dict[str, int], command: str | None) -> list[str]:
+    lines = []
+    if counts["regressed"]:
+        run = command or UPDATE_COMMAND
+        lines += [
+            "**If the increase is intended**, accept it and commit the updated baseline file:",
+            "",
+            "```sh",
+            run,
+            "```",
+        ]
+    if counts["over-budget"]:
+        if lines:
+            lines.append("")
+        lines.append("Tests over budget must get cheaper, or their budget must be raised in the test itself.")
+    return lines
+
+
+def markdown_report(
+    records: Iterable[Record],
+    env: dict[str, str],
+    baseline_env: dict[str, str] | None,
+    command: str | None = None,
+) -> str:
+    """A PR-comment report: marker, verdict, changed tests, chart, all tests, environment, guidance."""
+    records = list(records)
+    counts = status_counts(records)
+    changed = [r for r in sort_records(records) if r.status != "ok"]
+    sections = [[MARKER], _headline(counts, len(records))]
+    if records:
+        sections.append(_changed_table(changed))
+    sections += [mermaid_chart(changed)]
+    if records:
+        sections.append(_all_table(records))
+    sections += [_unpriced_note(records), _environment(env, baseline_env), _guidance(counts, command)]
+    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
