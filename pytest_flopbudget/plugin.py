@@ -193,6 +193,7 @@ class FlopMeter:
             modules=result.module_totals(),
             baseline_modules=dict(entry.modules) if entry is not None else {},
             unpriced=dict(result.unpriced),
+            categories=result.by_category,
         )
         record.message = explain(record, verdict, result, settings)
         return record, verdict

@@ -6,6 +6,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from . import conventions
+
 FLOPS_PER_MAC = 2
 GIGA = 1_000_000_000
 
@@ -80,6 +82,18 @@ class FlopResult:
     def gmacs(self) -> float:
         return self.macs / GIGA
 
+    @property
+    def by_category(self) -> dict[str, int]:
+        """MACs per kind of compute (``matmul``, ``conv``, ``attention``, ``recurrent``, ``norm``,
+        ``elementwise``; see :mod:`pytest_flopbudget.conventions`), every category a key."""
+        return conventions.by_category(self.by_operator)
+
+    @property
+    def published_macs(self) -> int:
+        """MACs of matmul, convolution, attention and recurrent operators only: the convention of
+        model cards and papers (torchvision's GFLOPS, timm's GMACs, fvcore), no elementwise terms."""
+        return conventions.published_macs(self.by_category)
+
     def module_totals(self) -> dict[str, int]:
         """MACs per module path as the baseline stores them: list indices folded (``blocks.*.attn``),
         cut at ``MODULE_DEPTH`` parts, zeros dropped, the root module as ``<root>``."""
@@ -115,10 +129,16 @@ class Record:
     modules: dict[str, int] = field(default_factory=dict)
     baseline_modules: dict[str, int] = field(default_factory=dict)
     unpriced: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, int] = field(default_factory=dict)  # MACs per conventions.CATEGORIES entry
 
     @property
     def gflops(self) -> float:
         return FLOPS_PER_MAC * self.macs / GIGA
+
+    @property
+    def published_macs(self) -> int | None:
+        """MACs of the published convention (matmul, conv, attention, recurrent); None when not recorded."""
+        return conventions.published_macs(self.categories) if self.categories else None
 
     @property
     def baseline_gflops(self) -> float | None:
