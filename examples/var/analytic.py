@@ -27,25 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flopmath import Cost, conv, group_norm, resnet
 from model import BASE_CHANNELS, CHANNEL_MULT, VAE_CHANNELS, VOCAB_SIZE, patch_nums_for
 
 QKV_PROJ_MLP = 3 + 1 + 4 + 4  # multiples of C^2 per token in a block
-
-
-@dataclass(frozen=True)
-class Cost:
-    exact: int = 0
-    elementwise: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.exact + self.elementwise
-
-    def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.exact + other.exact, self.elementwise + other.elementwise)
-
-    def times(self, factor: int) -> "Cost":
-        return Cost(self.exact * factor, self.elementwise * factor)
 
 
 @dataclass(frozen=True)
@@ -108,22 +93,6 @@ def transformer_forward(shape: VarShape, batch: int = 1) -> Cost:
 
 
 # --------------------------------------------------------------------------- VQVAE
-
-
-def conv(side: int, c_in: int, c_out: int, kernel: int) -> int:
-    """MACs of a conv with a ``side`` x ``side`` output."""
-    return side * side * c_out * c_in * kernel * kernel
-
-
-def group_norm(side: int, channels: int) -> Cost:
-    return Cost(0, side * side * channels)
-
-
-def resnet(side: int, c_in: int, c_out: int) -> Cost:
-    exact = conv(side, c_in, c_out, 3) + conv(side, c_out, c_out, 3)
-    if c_in != c_out:
-        exact += conv(side, c_in, c_out, 1)
-    return Cost(exact, 0) + group_norm(side, c_in) + group_norm(side, c_out)
 
 
 def attention(side: int, channels: int) -> Cost:

@@ -1,0 +1,10 @@
+"""The DiT example suite: the local modules (dit_model, dit_analytic, sd_vae) become importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
