@@ -1,0 +1,10 @@
+"""The ViT example suite: the local modules (vit_model, vit_analytic) become importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
