@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "var"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FC1 = "self.fc1 = nn.Linear(width, 4 * width)"
 FC2 = "self.fc2 = nn.Linear(4 * width, width)"
 
 
 def copy_example(pytester: pytest.Pytester) -> Path:
+    """The examples folder as the rootdir it is (pytest.ini, conftest, shared helpers, baseline) with the VAR suite."""
+    for name in ("pytest.ini", "conftest.py", "flopmath.py", "flopbudget.toml"):
+        shutil.copy(EXAMPLES / name, pytester.path / name)
     target = pytester.path / "var"
-    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    shutil.copytree(EXAMPLES / "var", target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     return target
 
 
@@ -53,7 +56,7 @@ def test_one_more_hidden_unit_per_block_fails_the_suite(pytester: pytest.Pyteste
             "*changed against the baseline:*",
             f"*blocks.*.ffn.fc1 *+{tokens * width * depth:,} MACs*",
             f"*blocks.*.ffn.fc2 *+{tokens * width * depth:,} MACs*",
-            '*If intended: pytest "test_var_flops.py::test_transformer_forward?d16?" --flop-update*',
+            '*If intended: pytest "var/test_var_flops.py::test_transformer_forward?d16?" --flop-update*',
         ]
     )
     assert "blocks.*.attn" not in text.split("changed against the baseline:")[1].split("If intended")[0]
