@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from .result import FlopResult, Record
+from .scaling import Scaling, assert_scaling
 
 __version__ = "0.1.0"
-__all__ = ["FlopResult", "Record", "measure", "meta_init", "register_rule", "__version__"]
+__all__ = ["FlopResult", "Record", "Scaling", "assert_scaling", "measure", "meta_init", "register_rule", "__version__"]
 
 
 def measure(model: Any, *args: Any, **kwargs: Any) -> FlopResult:
