@@ -238,6 +238,7 @@ def terminal_summary(tr: Any, state: RunState) -> None:
         tr.write_sep("=", "FLOP REPORT")
         for line in report.terminal_table(report.sort_records(records), width=max(tr._tw.fullwidth, 160)):
             tr.write_line(line)
+        tr.write_line(report.CONVENTIONS_NOTE)
         tr.write_line(report.counts_line(records))
         for line in report.hints(records, settings.baseline.name, settings.update_command()):
             tr.write_line(line)

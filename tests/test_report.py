@@ -100,22 +100,46 @@ def test_number_formats() -> None:
 
 def test_terminal_table_columns_and_alignment() -> None:
     lines = terminal_table(suite())
-    assert lines[0].split() == ["test", "GFLOPs", "budget", "baseline", "change", "status"]
+    assert lines[0].split() == ["test", "GFLOPs", "published", "budget", "baseline", "change", "status"]
     assert set(lines[1]) == {"-"}
     rows = lines[2:]
     assert len(rows) == 6
     assert rows[0].startswith("tests/test_m.py::test_over ")
     # numbers are right-aligned: each numeric column ends at the header's column end
     header = lines[0]
-    for column in ("GFLOPs", "budget", "baseline", "change"):
+    for column in ("GFLOPs", "published", "budget", "baseline", "change"):
         end = header.index(column) + len(column)
         for row in rows:
             assert row[end - 1] != " ", (column, row)
             assert row[end] == " ", (column, row)
     row = next(r for r in rows if "test_big_reg" in r)
-    assert row.split()[1:] == ["3.910", "4.000", "3.642", "+7.4%", "regressed"]
+    assert row.split()[1:] == ["3.910", "-", "4.000", "3.642", "+7.4%", "regressed"]
     new_row = next(r for r in rows if "test_new" in r)
-    assert new_row.split()[1:] == ["0.0510", "0.100", "-", "-", "new"]
+    assert new_row.split()[1:] == ["0.0510", "-", "0.100", "-", "-", "new"]
+
+
+CATEGORIES = {"matmul": 1_500_000_000, "conv": 200_000_000, "attention": 300_000_000, "recurrent": 0,
+              "norm": 40_000_000, "elementwise": 60_000_000}  # 2.1 G MACs in all, 2.0 G published
+
+
+def conventions_record() -> Record:
+    return rec("test_conv", 4.2, categories=dict(CATEGORIES))
+
+
+def test_terminal_table_shows_the_published_convention() -> None:
+    """GFLOPs are 2 x all MACs (4.2); published is the GMACs of matmul, conv and attention (2.0)."""
+    row = terminal_table([conventions_record()])[2]
+    assert row.split()[1:3] == ["4.200", "2.000"]
+
+
+def test_json_and_markdown_give_macs_flops_and_published() -> None:
+    test = json_report([conventions_record()], ENV, None)["tests"][0]
+    assert (test["macs"], test["flops"], test["published_macs"]) == (2_100_000_000, 4_200_000_000, 2_000_000_000)
+    assert test["categories"] == CATEGORIES
+    md = markdown_report([conventions_record()], ENV, None)
+    row = next(line for line in md.splitlines() if "test_conv`" in line)
+    assert row.split(" | ")[1:3] == ["4.200", "2.000"]
+    assert "Published GMACs = MACs of matmul, convolution and attention only" in md
 
 
 def test_terminal_table_no_ansi_and_fits_width() -> None:
@@ -160,7 +184,7 @@ def test_json_report_schema() -> None:
     ids = [t["id"] for t in data["tests"]]
     assert ids == sorted(ids)
     keys = {"id", "nodeid", "key", "macs", "flops", "gflops", "params", "budget_gflops", "baseline_macs",
-            "baseline_gflops", "delta_pct", "status", "unpriced", "top_modules"}
+            "baseline_gflops", "delta_pct", "status", "unpriced", "top_modules", "published_macs", "categories"}
     for test in data["tests"]:
         assert keys <= set(test)
     big = next(t for t in data["tests"] if t["id"].endswith("test_big_reg"))
@@ -227,7 +251,7 @@ def test_markdown_escapes_pipe_in_ids() -> None:
         if line.startswith("| ") and "test_x" in line:
             unescaped = re.sub(r"\\\|", "", line)
             assert unescaped.count("|") == line.count("|") - 1
-            assert len(unescaped.strip("|").split("|")) in (6, 7)  # still the right number of cells
+            assert len(unescaped.strip("|").split("|")) in (6, 8)  # still the right number of cells (changed table, all-tests table)
 
 
 def test_markdown_backticks_in_id() -> None:
@@ -244,7 +268,7 @@ def test_markdown_details_lists_all_tests() -> None:
         assert record.id.replace("|", "\\|") in details
     ok_row = next(line for line in details.splitlines() if "test_ok`" in line)
     assert "86.00" in ok_row  # params in millions
-    assert "| Test | GFLOPs | Params (M) | Budget | Baseline | Change | Status |" in details
+    assert "| Test | GFLOPs | Published GMACs | Params (M) | Budget | Baseline | Change | Status |" in details
 
 
 def test_markdown_mermaid_only_with_changes() -> None:

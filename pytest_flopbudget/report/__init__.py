@@ -18,6 +18,7 @@ from .common import (
     counts_line,
     fmt_delta,
     fmt_gflops,
+    fmt_gmacs,
     fmt_params,
     sort_records,
     status_counts,
@@ -27,11 +28,11 @@ from .common import (
 from .github import annotations, escape_data, escape_property
 from .jsonfile import TOP_MODULES, json_report, top_modules
 from .markdown import CHART_LIMIT, MARKER, env_warnings, markdown_report, md_code, md_text, mermaid_chart, short_name
-from .terminal import hints, shorten_left, terminal_table
+from .terminal import CONVENTIONS_NOTE, hints, shorten_left, terminal_table
 
 __all__ = [
-    "CHART_LIMIT", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "annotations", "counts_line",
-    "env_warnings", "escape_data", "escape_property", "fmt_delta", "fmt_gflops", "fmt_params", "hints",
+    "CHART_LIMIT", "CONVENTIONS_NOTE", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "annotations", "counts_line",
+    "env_warnings", "escape_data", "escape_property", "fmt_delta", "fmt_gflops", "fmt_gmacs", "fmt_params", "hints",
     "json_report", "markdown_report", "md_code", "md_text", "mermaid_chart", "short_name", "shorten_left",
     "sort_records", "status_counts", "terminal_table", "top_modules", "unpriced_line", "unpriced_totals",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from ..result import STATUSES, Record
+from ..result import GIGA, STATUSES, Record
 
 UPDATE_COMMAND = "pytest --flop-update"
 MISSING = "-"
@@ -69,6 +69,11 @@ def fmt_gflops(value: float | None) -> str:
     """3 decimals (``3.642``); small values get more (``0.0510``) so a 3% change stays visible."""
     value = finite(value)
     return MISSING if value is None else _fixed(value, 3)
+
+
+def fmt_gmacs(macs: int | None) -> str:
+    """MACs in billions, formatted like GFLOPs (``-`` when not recorded)."""
+    return MISSING if macs is None else fmt_gflops(macs / GIGA)
 
 
 def fmt_delta(delta: float | None) -> str:

@@ -40,6 +40,8 @@ def _test_json(record: Record) -> dict[str, Any]:
         "macs": record.macs,
         "flops": FLOPS_PER_MAC * record.macs,
         "gflops": record.gflops,
+        "published_macs": record.published_macs,
+        "categories": dict(record.categories),
         "params": record.params,
         "budget_gflops": record.budget_gflops,
         "baseline_macs": record.baseline_macs,

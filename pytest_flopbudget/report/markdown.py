@@ -12,6 +12,7 @@ from .common import (
     finite,
     fmt_delta,
     fmt_gflops,
+    fmt_gmacs,
     fmt_params,
     sort_records,
     status_counts,
@@ -86,12 +87,13 @@ def _changed_table(changed: list[Record]) -> list[str]:
 
 
 def _all_table(records: list[Record]) -> list[str]:
-    header = ["Test", "GFLOPs", "Params (M)", "Budget", "Baseline", "Change", "Status"]
-    align = [":---", "---:", "---:", "---:", "---:", "---:", ":---"]
+    header = ["Test", "GFLOPs", "Published GMACs", "Params (M)", "Budget", "Baseline", "Change", "Status"]
+    align = [":---", "---:", "---:", "---:", "---:", "---:", "---:", ":---"]
     rows = [
         [
             md_code(r.id),
             fmt_gflops(r.gflops),
+            fmt_gmacs(r.published_macs),
             fmt_params(r.params),
             fmt_gflops(r.budget_gflops),
             fmt_gflops(r.baseline_gflops),
@@ -101,7 +103,11 @@ def _all_table(records: list[Record]) -> list[str]:
         for r in sorted(records, key=lambda r: r.id)
     ]
     summary = f"<summary>All {len(records)} measurements</summary>"
-    return ["<details>", summary, "", *_table(header, align, rows), "", "</details>"]
+    note = (
+        "<sub>GFLOPs = 2 × MACs of every priced operator; Published GMACs = MACs of matmul, convolution "
+        "and attention only, the convention of torchvision's GFLOPS, timm's GMACs, fvcore and papers.</sub>"
+    )
+    return ["<details>", summary, "", *_table(header, align, rows), "", note, "", "</details>"]
 
 
 # -- Mermaid chart

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..result import Record
-from .common import UPDATE_COMMAND, fmt_delta, fmt_gflops, sort_records, status_counts
+from .common import UPDATE_COMMAND, fmt_delta, fmt_gflops, fmt_gmacs, sort_records, status_counts
 
 
 
-_HEADERS = ("test", "GFLOPs", "budget", "baseline", "change", "status")
+_HEADERS = ("test", "GFLOPs", "published", "budget", "baseline", "change", "status")
+CONVENTIONS_NOTE = (
+    "GFLOPs = 2 x MACs of every priced operator; published = GMACs of matmul, conv and attention only "
+    "(what torchvision's GFLOPS, timm's GMACs, fvcore and papers print)"
+)
 _GAP = "  "
 _MIN_TEST_WIDTH = 12
 
@@ -27,6 +31,7 @@ def _row(record: Record) -> list[str]:
     return [
         record.id,
         fmt_gflops(record.gflops),
+        fmt_gmacs(record.published_macs),
         fmt_gflops(record.budget_gflops),
         fmt_gflops(record.baseline_gflops),
         fmt_delta(record.delta_pct),
@@ -36,8 +41,8 @@ def _row(record: Record) -> list[str]:
 
 def _format_line(cells: list[str], widths: list[int]) -> str:
     test = cells[0].ljust(widths[0])
-    numbers = [cell.rjust(w) for cell, w in zip(cells[1:5], widths[1:5])]
-    return _GAP.join([test, *numbers, cells[5]]).rstrip()
+    numbers = [cell.rjust(w) for cell, w in zip(cells[1:-1], widths[1:-1])]
+    return _GAP.join([test, *numbers, cells[-1]]).rstrip()
 
 
 def terminal_table(records: list[Record], width: int = 120) -> list[str]:
