@@ -108,3 +108,11 @@ def test_cpu_sampling_step_and_decode(small_dit) -> None:
         image = build_vae_decoder(device="cpu")(torch.randn(1, 4, 4, 4))  # a 4x4 latent: 32x32 px
     assert step.shape == x.shape and torch.isfinite(step).all()
     assert image.shape == (1, 3, 32, 32) and torch.isfinite(image).all()
+
+
+def test_comparison_table_composes_the_same_number_of_steps() -> None:
+    from comparison import SAMPLING_STEPS as TABLE_STEPS
+
+    from dit_model import SAMPLING_STEPS
+
+    assert TABLE_STEPS == SAMPLING_STEPS == 250
