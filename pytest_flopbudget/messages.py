@@ -15,6 +15,7 @@ def junit_properties(record: Record) -> list[tuple[str, object]]:
     values: dict[str, object] = {
         "gflops": round(record.gflops, 6),
         "macs": record.macs,
+        "published_macs": "" if record.published_macs is None else record.published_macs,
         "budget_gflops": "" if record.budget_gflops is None else record.budget_gflops,
         "baseline_gflops": "" if record.baseline_gflops is None else round(record.baseline_gflops, 6),
         "status": record.status,

@@ -40,7 +40,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = next(line for line in ci.splitlines() if line.startswith("python3 -m venv"))
     assert command in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
     main = code_blocks("sh")[0].strip()
-    assert main.endswith("python -m pytest examples/var --flop-report")
+    assert main.endswith("python -m pytest examples --flop-report")
 
 
 def test_hooks_in_readme_are_the_declared_hooks() -> None:

@@ -97,6 +97,7 @@ def test_junit_xml_carries_the_measurements(pytester: pytest.Pytester, workers: 
         for prop in case.iter("property"):
             props[(case.get("name"), prop.get("name"))] = prop.get("value")
     assert props[("test_width[8]", "flopbudget.macs")] == str(4 * 64 * 8)
+    assert props[("test_width[8]", "flopbudget.published_macs")] == str(4 * 64 * 8)  # a Linear: all published
     assert props[("test_width[8]", "flopbudget.gflops")] == str(round(2 * 4 * 64 * 8 / 1e9, 6))
     assert props[("test_width[8]", "flopbudget.status")] == "ok"
     assert props[("test_over", "flopbudget.status")] == "over-budget"

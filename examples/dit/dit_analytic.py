@@ -9,6 +9,7 @@ DiT forward, per sample, depth d, hidden D, T = (32 / 2)^2 = 256 tokens, 8 outpu
           + 2 D^2 + T D (2 * 2 * 8)               final adaLN and Linear(D -> p * p * 8)
     elementwise = (4 d + 1) T D + 128             per block two modulations x * (1 + scale) and two
                                                    gates; the final modulation; t * frequencies
+                  + 128 once per call             -log(10000) * arange(128), the frequencies
 
 (The LayerNorms have no affine parameters: torchprofile prices them at 0. Adds, GELU, SiLU,
 softmax, cos/sin are free by its convention; every multiply is one MAC per output element.)
@@ -37,8 +38,8 @@ def forward(name: str, batch: int = 1) -> Cost:
     patch = t * d * LATENT_CHANNELS * PATCH * PATCH
     timestep = FREQUENCY_DIM * d + d * d
     final = 2 * d * d + t * d * PATCH * PATCH * OUT_CHANNELS
-    elementwise = (4 * depth + 1) * t * d + FREQUENCY_DIM // 2
-    return Cost(depth * block + patch + timestep + final, elementwise).times(batch)
+    per_sample = Cost(depth * block + patch + timestep + final, (4 * depth + 1) * t * d + FREQUENCY_DIM // 2)
+    return per_sample.times(batch) + Cost(0, FREQUENCY_DIM // 2)  # -log(10000) * arange(128), once a call
 
 
 def sampling_step(name: str, batch: int = 1) -> Cost:

@@ -72,12 +72,12 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, hidden: int) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(FREQUENCY_DIM, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        half = FREQUENCY_DIM // 2
-        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
-        self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, t: Tensor) -> Tensor:
-        args = t[:, None].float() * self.freqs[None]
+        # As the official timestep_embedding: the frequencies are computed in every call.
+        half = FREQUENCY_DIM // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        args = t[:, None].float() * freqs[None]
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
 
