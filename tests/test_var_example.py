@@ -15,7 +15,7 @@ FC2 = "self.fc2 = nn.Linear(4 * width, width)"
 
 def copy_example(pytester: pytest.Pytester) -> Path:
     """The examples folder as the rootdir it is (pytest.ini, conftest, shared helpers, baseline) with the VAR suite."""
-    for name in ("pytest.ini", "conftest.py", "flopmath.py", "flopbudget.toml"):
+    for name in ("pytest.ini", "conftest.py", "comparison.py", "flopmath.py", "flopbudget.toml"):
         shutil.copy(EXAMPLES / name, pytester.path / name)
     target = pytester.path / "var"
     shutil.copytree(EXAMPLES / "var", target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))

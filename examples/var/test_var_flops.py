@@ -3,7 +3,7 @@
 Every model is built on the meta device, so d30 (2B parameters) and d36-s cost no memory.
 Batch size 1 throughout, as in the common ``profile_macs(model, (images, labels))`` recipe.
 Ceilings are the measured GFLOPs (1 MAC = 2 FLOPs) plus about 2%; the committed
-``flopbudget.toml`` holds the exact counts, so any added compute fails the suite. Each
+``examples/flopbudget.toml`` holds the exact counts, so any added compute fails the suite. Each
 measurement is also checked against the analytic model in ``analytic.py``: the matmul,
 convolution and attention terms exactly, and the elementwise terms the counter adds.
 """
