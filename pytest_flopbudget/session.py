@@ -33,6 +33,7 @@ class RunState:
     deselected: bool = False
     outcome: list[str] = field(default_factory=list)  # lines for the terminal summary
     env: dict[str, str] = field(default_factory=dict)  # versions that decide a count (environment())
+    base: Any = None  # base.Base: the base branch's baseline (--flop-base-ref/--flop-base), or None
 
 
 STATE = pytest.StashKey[RunState]()

@@ -15,7 +15,8 @@ UPDATE_COMMAND = "pytest --flop-update"
 MISSING = "-"
 
 _SEVERITY = {status: index for index, status in enumerate(STATUSES)}
-FAILING = ("over-budget", "regressed")
+FAILING = ("over-budget", "regressed", "raised")
+ONLY_WHEN_SEEN = ("raised",)  # counts_line names it only when a test has it (a base gate is opt-in)
 
 
 # ---------------------------------------------------------------- ordering and counts
@@ -44,8 +45,9 @@ def status_counts(records: Iterable[Record]) -> dict[str, int]:
 
 
 def counts_line(records: Iterable[Record]) -> str:
-    """``1 over-budget, 2 regressed, 0 new, 1 improved, 12 ok`` (ASCII separators)."""
-    return ", ".join(f"{n} {status}" for status, n in status_counts(records).items())
+    """``1 over-budget, 2 regressed, 0 new, 1 improved, 12 ok`` (ASCII separators); ``N raised`` only when N > 0."""
+    counts = status_counts(records)
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n or status not in ONLY_WHEN_SEEN)
 
 
 # ---------------------------------------------------------------- number formatting
