@@ -243,6 +243,14 @@ def test_github_step_summary_and_annotation(pytester: pytest.Pytester, repo: Pat
     assert "**Against `main`:** This PR raises 1 test by up to +2.5% against `main`: 1 over --flop-base-rel=2% (needs approval)" in summary
     errors = [line for line in result.outlines if line.startswith("::error")]
     assert len(errors) == 1 and "test_m.py::test_grow: FLOP raise against the base main" in errors[0]
+    # Without the limit the raise is accepted: a notice at the test, no error.
+    result = pytester.runpytest("--flop-base-ref=main")
+    result.assert_outcomes(passed=4)
+    line = next(i for i, text in enumerate(read(repo / "test_m.py").splitlines(), 1) if text.startswith("def test_grow"))
+    assert [text for text in result.outlines if text.startswith("::")] == [
+        f"::notice file=test_m.py,line={line},title=FLOP budget::test_m.py::test_grow: "
+        "raised +2.5%25 against main: 7.130 -> 7.309 GFLOPs, accepted in the baseline"  # % escaped as %25
+    ]
 
 
 # --- pytest-xdist: workers get the controller's base -------------------------------------------------
