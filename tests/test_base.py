@@ -270,6 +270,16 @@ def test_serial_and_xdist_agree(pytester: pytest.Pytester, repo: Path) -> None:
     parallel.stdout.fnmatch_lines(["*FLOP raise against the base main: 7.13 -> 7.31 GFLOPs (+2.5%, allowed +2.0%)*"])
 
 
+def test_xdist_workers_never_run_git(pytester: pytest.Pytester, repo: Path) -> None:
+    pytest.importorskip("xdist")
+    # On the workers git cannot be found: a worker that read the base itself would stop with a usage error.
+    write(repo, "conftest.py", "import os\n\ndef pytest_configure(config):\n    if hasattr(config, 'workerinput'):\n"
+                               "        os.environ['PATH'] = os.devnull\n")
+    result = pytester.runpytest_subprocess("--flop-base-ref=main", "--flop-base-rel=2%", "--flop-report-json=r.json", "-n", "2")
+    result.assert_outcomes(passed=3, failed=1)
+    assert json.loads(read(repo / "r.json"))["base"]["raised"] == ["test_m.py::test_grow"]
+
+
 # --- bad input: usage errors before any test runs ---------------------------------------------------------
 
 
