@@ -82,6 +82,7 @@ def test_every_report_shows_what_the_pull_request_accepted(pytester: pytest.Pyte
     assert "| `test_m.py::test_shrink` | 0.357 | 0.178 | -50.0% | `<root>` -50.0% | ✅ ok |" in md
     assert "New since `main` (1):\n\n- `test_m.py::test_fresh`" in md
     assert "Gone since `main` (1):\n\n- `test_m.py::test_gone`" in md
+    assert "No test changed its FLOP count against `flopbudget.toml`." in md  # the baseline accepts them all
 
     # JSON: the base object, and per test the base MACs, the change and the change per module.
     data = json.loads(read(repo / "r.json"))

@@ -70,9 +70,10 @@ def _headline(counts: dict[str, int], total: int) -> list[str]:
     return [title, "", rest]
 
 
-def _changed_table(changed: list[Record]) -> list[str]:
+def _changed_table(changed: list[Record], against: str = "") -> list[str]:
+    """The tests whose status is not ok; ``against`` names the baseline when a base is shown too."""
     if not changed:
-        return ["No test changed its FLOP count."]
+        return [f"No test changed its FLOP count{f' against {md_code(against)}' if against else ''}."]
     header = ["Test", "Baseline GFLOPs", "This run GFLOPs", "Change", "Budget", "Status"]
     align = [":---", "---:", "---:", "---:", "---:", ":---"]
     rows = [
@@ -302,7 +303,7 @@ def markdown_report(
     if base is not None:
         sections.append(_base_section(records, base))
     if records:
-        sections.append(_changed_table(changed))
+        sections.append(_changed_table(changed, "" if base is None else base.baseline_name))
     sections += [mermaid_chart(changed)]
     if records:
         sections.append(_all_table(records))
