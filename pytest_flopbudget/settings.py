@@ -8,6 +8,8 @@ error before any test runs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,17 +192,21 @@ def resolve(config: pytest.Config) -> Settings:
         values[opt.name] = value
     settings = Settings(**values, baseline_arg=config.getoption("flopbudget_baseline"))
     _check_paths(settings)
-    _check_base(settings)
-    return settings
+    given = {opt.name for opt in OPTIONS if config.getoption(opt.ini) is not None}
+    return _check_base(settings, given)
 
 
-def _check_base(settings: Settings) -> None:
+def _check_base(settings: Settings, given: set[str]) -> Settings:
+    """Validate the base options. A base limit set only in the ini file is inactive in a run without a
+    base (a local run of a repository whose CI passes --flop-base-ref); on the command line it is an error."""
     if settings.base is not None and settings.base_ref is not None:
         raise pytest.UsageError(
             "pytest-flopbudget: --flop-base and --flop-base-ref both name a base (options or ini); "
             "give one: --flop-base-ref=origin/main reads the base through git, --flop-base=PATH takes a file"
         )
     if settings.base_gate and settings.base is None and settings.base_ref is None:
+        if not given & {"base_rel", "base_abs"}:
+            return dataclasses.replace(settings, base_rel=None, base_abs=None)
         raise pytest.UsageError(
             f"pytest-flopbudget: {settings.base_limit_text()} limits a raise against the base, but no base "
             "is given; add --flop-base-ref=origin/main (or --flop-base=PATH)"
@@ -209,6 +215,7 @@ def _check_base(settings: Settings) -> None:
         raise pytest.UsageError(
             f"pytest-flopbudget: --flop-base {settings.base} is a directory; give the base's baseline file"
         )
+    return settings
 
 
 def _check_paths(settings: Settings) -> None:

@@ -364,6 +364,14 @@ def test_bad_base_options_are_usage_errors(pytester: pytest.Pytester, repo: Path
     assert message in usage_error(pytester, *args)
 
 
+def test_an_ini_base_limit_is_inactive_without_a_base(pytester: pytest.Pytester, repo: Path) -> None:
+    """A repository keeps flopbudget_base_rel in its ini for CI; a local run without a base still works."""
+    pytester.makeini("[pytest]\nflopbudget_base_rel = 2%\n")
+    result = pytester.runpytest()
+    assert result.ret == 0, result.stdout.str()
+    assert "limits a raise against the base" not in result.stdout.str() + result.stderr.str()
+
+
 def test_options_are_in_the_help_group(pytester: pytest.Pytester) -> None:
     out = pytester.runpytest("--help").stdout.str()
     group = out.split("FLOP budgets and baselines (pytest-flopbudget):", 1)[1].split("\n\n", 1)[0]
