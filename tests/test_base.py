@@ -62,11 +62,11 @@ def test_every_report_shows_what_the_pull_request_accepted(pytester: pytest.Pyte
 
     # Terminal: base columns and the section under the table.
     rows = {line.split()[0]: line.split() for line in result.outlines if line.startswith("test_m.py::")}
-    assert rows["test_m.py::test_grow"] == ["test_m.py::test_grow", "7.309", "-", "7.309", "0.0%", "7.130", "+2.5%", "ok"]
-    assert rows["test_m.py::test_shrink"][5:] == ["0.357", "-50.0%", "ok"]  # 2 * lin(256) / 1e9 = 0.3565
-    assert rows["test_m.py::test_fresh"][5:] == ["-", "new", "ok"]
+    assert rows["test_m.py::test_grow"] == ["test_m.py::test_grow", "7.309", "3.654", "-", "7.309", "0.0%", "7.130", "+2.5%", "ok"]
+    assert rows["test_m.py::test_shrink"][6:] == ["0.357", "-50.0%", "ok"]  # 2 * lin(256) / 1e9 = 0.3565
+    assert rows["test_m.py::test_fresh"][6:] == ["-", "new", "ok"]
     header_row = next(line for line in result.outlines if line.startswith("test ") and "GFLOPs" in line)
-    assert header_row.split() == ["test", "GFLOPs", "budget", "baseline", "change", "base", "vs", "base", "status"]
+    assert header_row.split() == ["test", "GFLOPs", "published", "budget", "baseline", "change", "base", "vs", "base", "status"]
     grown = lin(PR_W) - lin(BASE_W)  # 680 * 1024 * 128 = 89,128,960 MACs, all in the head
     result.stdout.fnmatch_lines([
         f"against main: {HEADLINE.replace('`', '')}",
@@ -477,7 +477,7 @@ def test_base_headline_cases() -> None:
 
 def test_renderers_without_a_base_are_unchanged() -> None:
     plain = Record(id="t.py::a", nodeid="t.py::a", macs=G, status="ok", baseline_macs=G)
-    assert terminal_table([plain])[0].split() == ["test", "GFLOPs", "budget", "baseline", "change", "status"]
+    assert terminal_table([plain])[0].split() == ["test", "GFLOPs", "published", "budget", "baseline", "change", "status"]
     assert "Against" not in markdown_report([plain], {}, None)
     assert json_report([plain], {}, None)["base"] is None
 
@@ -485,8 +485,8 @@ def test_renderers_without_a_base_are_unchanged() -> None:
 def test_renderers_with_a_base() -> None:
     up = rec("up", 3 * G, 2 * G, modules={"head": 2 * G, "enc": G}, base_modules={"head": G, "enc": G})
     table = terminal_table([up], base=True)
-    assert table[0].split() == ["test", "GFLOPs", "budget", "baseline", "change", "base", "vs", "base", "status"]
-    assert table[2].split() == ["t.py::up", "3.000", "-", "3.000", "0.0%", "2.000", "+50.0%", "ok"]
+    assert table[0].split() == ["test", "GFLOPs", "published", "budget", "baseline", "change", "base", "vs", "base", "status"]
+    assert table[2].split() == ["t.py::up", "3.000", "-", "-", "3.000", "0.0%", "2.000", "+50.0%", "ok"]  # no categories: published -
     md = markdown_report([up], {}, None, base=summary())
     assert "| `t.py::up` | 2.000 | 3.000 | +50.0% | `head` +100.0% | ✅ ok |" in md
     test = json_report([up], {}, None, base=summary())["tests"][0]
