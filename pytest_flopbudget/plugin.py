@@ -54,6 +54,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-flopbudget: {exc}") from None
     config.stash[STATE] = RunState(settings, loaded, worker=hasattr(config, "workerinput"), env=environment(settings))
     config.pluginmanager.register(FlopSession(config), "flopbudget-session")
+    _register_pytest_html(config)
+
+
+def _register_pytest_html(config: pytest.Config) -> None:
+    """FLOP columns in pytest-html's report: only when it is installed, enabled and writing one (--html),
+    and only on the controller, which writes it."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("html"):
+        return
+    if not config.getoption("htmlpath", None):
+        return
+    from . import htmlplugin
+
+    config.pluginmanager.register(htmlplugin, "flopbudget-html")
 
 
 def _refuse_filtered_prune(config: pytest.Config) -> None:

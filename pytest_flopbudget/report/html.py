@@ -142,7 +142,7 @@ def _share(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else MISSING
 
 
-def _status_badge(status: str) -> str:
+def status_badge(status: str) -> str:
     color = STATUS_COLOR.get(status, "#616161")
     return f'<span class="fb-status" style="background:{color}">{esc(status)}</span>'
 
@@ -279,7 +279,7 @@ def _overview(ordered: list[Record], anchors: dict[str, str]) -> list[str]:
         is_open = " open" if status != "ok" or len(group) <= OPEN_GROUP_LIMIT else ""
         out.append(
             f'<details class="fb-group" data-status="{esc(status)}"{is_open}>'
-            f"<summary>{_status_badge(status)} {len(group)} measurement(s)</summary>"
+            f"<summary>{status_badge(status)} {len(group)} measurement(s)</summary>"
         )
         out.append(overview_chart(group, top, anchors))
         out.append("</details>")
@@ -431,12 +431,13 @@ def _facts(record: Record) -> list[tuple[str, str]]:
     return facts
 
 
-def breakdown(record: Record) -> str:
-    """One measurement's part of the page: facts, its message, where the compute goes, the changes."""
+def breakdown(record: Record, message: bool = True) -> str:
+    """One measurement's part of the page: facts, its message (unless ``message`` is false), where the
+    compute goes, the changes against the baseline."""
     out = ['<div class="fb-breakdown">', '<dl class="fb-facts">']
     out += [f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in _facts(record)]
     out.append("</dl>")
-    if record.message:
+    if message and record.message:
         out.append(f'<pre class="fb-msg">{esc(record.message)}</pre>')
     out += _where(record)
     out += _changes(record)
@@ -477,7 +478,7 @@ def _all_table(ordered: list[Record], anchors: dict[str, str]) -> list[str]:
         rows.append(
             f'<tr><td class="fb-id"><a href="#{anchors[r.id]}">{esc(r.id)}</a></td>'
             + "".join(f"<td>{esc(c)}</td>" for c in cells)
-            + f"<td>{_status_badge(r.status)}</td></tr>"
+            + f"<td>{status_badge(r.status)}</td></tr>"
         )
     return [
         "<h2>All measurements</h2>",
@@ -493,7 +494,7 @@ def _sections(ordered: list[Record], anchors: dict[str, str]) -> list[str]:
     for r in ordered:
         is_open = " open" if r.status in FAILING else ""
         out.append(
-            f'<details class="fb-test" id="{anchors[r.id]}"{is_open}><summary>{_status_badge(r.status)} '
+            f'<details class="fb-test" id="{anchors[r.id]}"{is_open}><summary>{status_badge(r.status)} '
             f"<code>{esc(r.id)}</code> {esc(fmt_gflops(r.gflops))} GFLOPs {esc(fmt_delta(r.delta_pct))}</summary>"
         )
         out.append(breakdown(r))
