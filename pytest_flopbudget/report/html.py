@@ -201,7 +201,7 @@ def overview_chart(records: list[Record], top_gflops: float, anchors: dict[str, 
     px_per_gflop = PLOT_W / top_gflops
     out = [
         f'<svg class="fb-chart" width="{CHART_W}" height="{height}" viewBox="0 0 {CHART_W} {height}" '
-        f'role="img" aria-label="GFLOPs of {len(records)} measurement(s)">'
+        f'aria-label="GFLOPs of {len(records)} measurement(s)">'
     ]
     for i in range(5):  # grid and tick labels at 0, 1/4, ..., 1 of the scale
         x = LABEL_W + PLOT_W * i / 4
