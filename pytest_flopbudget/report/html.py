@@ -241,7 +241,7 @@ def overview_chart(records: list[Record], top_gflops: float, anchors: dict[str, 
             out.append(
                 f'<line class="fb-budget" x1="{_px(x)}" y1="{y}" x2="{_px(x)}" y2="{y + ROW}" '
                 f'stroke="{BUDGET_COLOR}" stroke-width="2" stroke-dasharray="4 2" '
-                f'data-gflops="{esc(plain_number(record.budget_gflops))}"/>'
+                f'data-gflops="{record.budget_gflops!r}"/>'
             )
         out.append(f'<text x="{LABEL_W + PLOT_W + 8}" y="{y + 15}">{esc(figures)}</text>')
         out.append("</g>")
