@@ -16,6 +16,8 @@ import pytest
 
 from pytest_flopbudget.report import html as page
 from pytest_flopbudget.report import html_report
+from pytest_flopbudget.report.common import BaseSummary, base_headline
+from pytest_flopbudget.report.html import esc
 from pytest_flopbudget.result import STATUSES, Record
 
 G = 500_000_000  # MACs in one GFLOP
@@ -87,7 +89,7 @@ def test_overview_bars_baselines_and_budgets_are_proportional_to_their_values() 
     records = suite()
     text = html_report(records, ENV)
     charts = svgs(text, "fb-chart")
-    assert len(charts) == len(STATUSES)  # one chart per status present, each on the same scale
+    assert len(charts) == 5  # one chart per status present (all but raised), each on the same scale
     top = 5.0 * 1.05  # largest value 5 GFLOPs -> the axis ends at the next round number, 6
     assert page._scale_top(records) == 6.0 > top
     px_per_gflop = page.PLOT_W / 6.0
@@ -118,7 +120,7 @@ def test_groups_follow_severity_and_rows_the_change() -> None:
     records = suite() + [rec("test_reg_small", 2.1, "regressed", baseline=2.0)]
     text = html_report(records, ENV)
     groups = re.findall(r'<details class="fb-group" data-status="([^"]+)"', text)
-    assert groups == list(STATUSES)
+    assert groups == [s for s in STATUSES if s != "raised"]  # only the statuses present, most severe first
     (regressed,) = [c for c in svgs(text, "fb-chart") if c.find("g").get("data-status") == "regressed"]
     assert [g.get("data-id") for g in regressed.iter("g")] == [
         "tests/test_m.py::test_grows", "tests/test_m.py::test_reg_small"]  # +25% before +5%
@@ -156,7 +158,7 @@ def test_module_parts_keep_the_largest_and_sum_the_rest() -> None:
 
 def test_changes_against_the_baseline_module_by_module() -> None:
     grows = suite()[1]
-    assert page.module_changes(grows) == [("head", 200_000_000, 500_000_000)]
+    assert page.module_changes(grows.modules, grows.baseline_modules) == [("head", 200_000_000, 500_000_000)]
     text = page.breakdown(grows)
     assert "1,200,000,000 &rarr; 1,500,000,000 MACs (+300,000,000, +25.0%)" in text
     row = re.search(r"<tr><td><code>head</code></td>(.*?)</tr>", text).group(1)
@@ -219,7 +221,7 @@ def test_three_hundred_tests_get_one_fixed_row_each() -> None:
     rng = random.Random(7)
     records = [
         rec(f"tests/test_suite_{i % 7}.py::test_model_forward_with_a_rather_long_name[config-{i:03d}]",
-            rng.uniform(0.1, 50.0), rng.choices(STATUSES, weights=[1, 2, 1, 1, 10])[0], rng.choice([None, rng.uniform(0.1, 50.0)]),
+            rng.uniform(0.1, 50.0), rng.choices(STATUSES, weights=[10 if s == "ok" else 1 for s in STATUSES])[0], rng.choice([None, rng.uniform(0.1, 50.0)]),
             budget_gflops=rng.choice([None, 60.0]))
         for i in range(300)
     ]
@@ -257,15 +259,37 @@ def test_same_records_give_the_same_bytes_in_any_order() -> None:
     assert html_report([], ENV).count("FLOP budget: no measurements") == 2  # title and headline
 
 
-def test_base_branch_comparison_shows_when_records_carry_it() -> None:
+def test_base_branch_comparison_shows_when_there_is_one() -> None:
     records = suite()
-    assert ">vs base<" not in html_report(records, ENV)
-    records[0].base_macs = round(1.6 * G)  # what a base-branch comparison would attach
-    text = html_report(records, ENV)
+    assert ">vs base<" not in html_report(records, ENV) and not re.search("Against the base[ :]", html_report(records, ENV))
+    for r in records:
+        r.base = "origin/main"
+    ok, grows = records[0], records[1]
+    ok.base_macs = round(1.6 * G)  # 2.0 GFLOPs now, 1.6 in the base: +25%
+    grows.base_macs, grows.base_modules = 1_400_000_000, {"encoder": 1_000_000_000, "head": 400_000_000}
+    base = BaseSummary(label="origin/main", source="origin/main:flopbudget.toml", exists=True,
+                       baseline_name="flopbudget.toml", gone=("tests/test_m.py::test_<gone>",))
+    text = html_report(records, ENV, base=base)
+    assert "<h2>Against the base: origin/main</h2>" in text
+    assert esc(base_headline(records, base)) in text
+    assert "<li><code>tests/test_m.py::test_&lt;gone&gt;</code></li>" in text
     assert "<th>base</th><th>vs base</th>" in text
-    row = re.search(r"test_ok</a></td>(.*?)</tr>", text).group(1)
-    assert "<td>1.600</td><td>+25.0%</td>" in row
+    assert "<td>1.600</td><td>+25.0%</td>" in re.search(r"test_ok</a></td>(.*?)</tr>", text).group(1)
+    assert "<td>-</td><td>new</td>" in re.search(r"test_new</a></td>(.*?)</tr>", text).group(1)
     assert "800,000,000 MACs = 1.600 GFLOPs (+25.0% on this branch)" in text
+    section = page.breakdown(grows)
+    assert "<h4>Against the base (origin/main)</h4>" in section
+    assert "1,400,000,000 &rarr; 1,500,000,000 MACs (+100,000,000, +7.1%)" in section  # 1.5e9 / 1.4e9 - 1
+    assert "<tr><td><code>head</code></td><td>400,000,000</td><td>500,000,000</td><td>+100,000,000</td><td>+25.0%</td>" in section
+    assert "Not in the base: new since it." in page.breakdown(records[3])
+
+
+def test_raised_tests_get_their_color_and_a_card_only_when_seen() -> None:
+    assert ">raised</div>" not in html_report(suite(), ENV)
+    raised = rec("test_raised", 2.0, "raised", baseline=2.0, base="origin/main", base_macs=round(1.5 * G))
+    text = html_report([*suite(), raised], ENV)
+    assert f'data-status="raised" style="background:{page.STATUS_COLOR["raised"]}"><b>1</b>raised</div>' in text
+    assert "FLOP budget: 1 regressed, 1 raised, 1 over budget" in text
 
 
 # ---------------------------------------------------------------- the option, end to end

@@ -18,9 +18,10 @@ unpriced operators; the environment; the command that accepts a change.
 ``breakdown(record)`` is that per-test part on its own (with ``FRAGMENT_CSS``),
 which the pytest-html integration puts under each test of its report.
 
-A comparison against the base branch is shown when the records carry it: a
-record with a ``base_macs`` attribute (not None) adds the "base" and "vs base"
-columns and a line in its section (``_base_cells``/``_base_facts``).
+With a base branch to compare with (``--flop-base-ref``/``--flop-base``; the
+records then carry ``base``, ``base_macs`` and ``base_modules``) the page also
+shows the base's headline and the tests gone since it, the "base" and "vs base"
+columns, and per test its changes against the base, module by module.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from html import escape
 from typing import Iterable
 
 from ..conventions import CATEGORIES, PUBLISHED
-from ..result import FLOPS_PER_MAC, GIGA, STATUSES, Record, pct, rank_modules
+from ..result import FLOPS_PER_MAC, GIGA, STATUSES, Record, module_deltas, pct, rank_modules
 from .common import (
     FAILING,
     MISSING,
+    ONLY_WHEN_SEEN,
     UPDATE_COMMAND,
+    BaseSummary,
+    base_headline,
     env_differences,
     fmt_delta,
     fmt_gflops,
@@ -64,6 +68,7 @@ OPEN_GROUP_LIMIT = 60  # an "ok" group longer than this starts folded
 STATUS_COLOR = {
     "over-budget": "#c62828",
     "regressed": "#ef6c00",
+    "raised": "#ad1457",
     "new": "#1565c0",
     "improved": "#2e7d32",
     "ok": "#78909c",
@@ -152,30 +157,36 @@ def _anchors(ordered: list[Record]) -> dict[str, str]:
     return {record.id: f"t{i}" for i, record in enumerate(ordered, 1)}
 
 
-# ---------------------------------------------------------------- base-branch comparison (when recorded)
-
-
-def _base_macs(record: Record) -> int | None:
-    return getattr(record, "base_macs", None)
+# ---------------------------------------------------------------- against the base branch (when there is one)
 
 
 def _has_base(records: list[Record]) -> bool:
-    return any(_base_macs(r) is not None for r in records)
+    return any(r.base is not None for r in records)
 
 
 def _base_cells(record: Record) -> list[str]:
-    base = _base_macs(record)
-    if base is None:
+    if record.base is None:
         return [MISSING, MISSING]
-    return [fmt_gflops(_gflops_of(base)), fmt_delta(pct(record.macs, base))]
+    if record.base_macs is None:
+        return [MISSING, "new"]
+    return [fmt_gflops(record.base_gflops), fmt_delta(record.base_delta_pct)]
 
 
 def _base_facts(record: Record) -> list[tuple[str, str]]:
-    base = _base_macs(record)
-    if base is None:
+    if record.base is None:
         return []
-    change = fmt_delta(pct(record.macs, base))
-    return [("base branch", f"{base:,} MACs = {fmt_gflops(_gflops_of(base))} GFLOPs ({change} on this branch)")]
+    if record.base_macs is None:
+        return [(f"base ({record.base})", "not in the base: new since it")]
+    value = f"{record.base_macs:,} MACs = {fmt_gflops(record.base_gflops)} GFLOPs ({fmt_delta(record.base_delta_pct)} on this branch)"
+    return [(f"base ({record.base})", value)]
+
+
+def _base_section(records: list[Record], base: BaseSummary) -> list[str]:
+    out = [f"<h2>Against the base: {esc(base.label)}</h2>", f"<p>{esc(base_headline(records, base))}</p>"]
+    if base.gone:
+        items = "".join(f"<li><code>{esc(rid)}</code></li>" for rid in base.gone)
+        out.append(f"<details><summary>{len(base.gone)} test(s) gone since the base</summary><ul>{items}</ul></details>")
+    return out
 
 
 # ---------------------------------------------------------------- the overview chart
@@ -359,12 +370,9 @@ def _where(record: Record) -> list[str]:
 # ---------------------------------------------------------------- per test: against the baseline
 
 
-def module_changes(record: Record) -> list[tuple[str, int, int]]:
-    """``(module, baseline MACs, MACs now)`` of every module whose count changed, largest change first."""
-    paths = set(record.modules) | set(record.baseline_modules)
-    rows = [(p, record.baseline_modules.get(p, 0), record.modules.get(p, 0)) for p in paths]
-    changed = [row for row in rows if row[1] != row[2]]
-    return sorted(changed, key=lambda row: (-abs(row[2] - row[1]), row[0]))
+def module_changes(modules: dict[str, int], reference: dict[str, int]) -> list[tuple[str, int, int]]:
+    """``(module, MACs in reference, MACs now)`` of every module whose count changed, largest change first."""
+    return [(path, reference.get(path, 0), reference.get(path, 0) + delta) for path, delta in module_deltas(modules, reference)]
 
 
 def _diff_bar(delta: int, largest: int) -> str:
@@ -380,18 +388,18 @@ def _diff_bar(delta: int, largest: int) -> str:
     )
 
 
-def _changes(record: Record) -> list[str]:
-    out = ["<h4>Against the baseline</h4>"]
-    if record.baseline_macs is None:
-        return out + ['<p class="fb-note">No baseline entry yet.</p>']
-    delta = record.macs - record.baseline_macs
+def _changes(record: Record, title: str, ref_macs: int | None, ref_modules: dict[str, int], absent: str) -> list[str]:
+    """What changed against a reference (the baseline, or the base): the total, then module by module."""
+    out = [f"<h4>{esc(title)}</h4>"]
+    if ref_macs is None:
+        return out + [f'<p class="fb-note">{esc(absent)}</p>']
+    delta = record.macs - ref_macs
     out.append(
-        f"<p>{record.baseline_macs:,} &rarr; {record.macs:,} MACs ({esc(f'{delta:+,}')}, "
-        f"{esc(fmt_delta(record.delta_pct))}).</p>"
+        f"<p>{ref_macs:,} &rarr; {record.macs:,} MACs ({esc(f'{delta:+,}')}, {esc(fmt_delta(pct(record.macs, ref_macs)))}).</p>"
     )
-    if not record.baseline_modules:
-        return out + ['<p class="fb-note">The baseline entry has no module breakdown.</p>']
-    changes = module_changes(record)
+    if not ref_modules:
+        return out + ['<p class="fb-note">No module breakdown to compare with.</p>']
+    changes = module_changes(record.modules, ref_modules)
     if not changes:
         return out + ['<p class="fb-note">No module changed its count.</p>']
     shown = changes[:TOP_CHANGES]
@@ -404,7 +412,7 @@ def _changes(record: Record) -> list[str]:
             f"<td>{esc(f'{new - old:+,}')}</td><td>{esc(change)}</td><td>{_diff_bar(new - old, largest)}</td></tr>"
         )
     out.append(
-        '<table class="fb-table"><thead><tr><th>module</th><th>baseline MACs</th><th>MACs now</th>'
+        '<table class="fb-table"><thead><tr><th>module</th><th>before</th><th>MACs now</th>'
         "<th>change</th><th>%</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
     if len(changes) > len(shown):
@@ -440,7 +448,10 @@ def breakdown(record: Record, message: bool = True) -> str:
     if message and record.message:
         out.append(f'<pre class="fb-msg">{esc(record.message)}</pre>')
     out += _where(record)
-    out += _changes(record)
+    out += _changes(record, "Against the baseline", record.baseline_macs, record.baseline_modules, "No baseline entry yet.")
+    if record.base is not None:
+        out += _changes(record, f"Against the base ({record.base})", record.base_macs, record.base_modules,
+                        "Not in the base: new since it.")
     out.append("</div>")
     return "".join(out)
 
@@ -449,7 +460,7 @@ def breakdown(record: Record, message: bool = True) -> str:
 
 
 def _headline(counts: dict[str, int], total: int) -> str:
-    failing = [f"{counts[s]} {s.replace('-', ' ')}" for s in ("regressed", "over-budget") if counts.get(s)]
+    failing = [f"{counts[s]} {s.replace('-', ' ')}" for s in ("regressed", "raised", "over-budget") if counts.get(s)]
     if failing:
         return "FLOP budget: " + ", ".join(failing)
     return "FLOP budget: no measurements" if total == 0 else "FLOP budget: no regressions"
@@ -460,6 +471,7 @@ def _counts(counts: dict[str, int]) -> str:
         f'<div class="fb-count{"" if n else " fb-zero"}" data-status="{esc(status)}" '
         f'style="background:{STATUS_COLOR.get(status, "#616161")}"><b>{n}</b>{esc(status)}</div>'
         for status, n in counts.items()
+        if n or status not in ONLY_WHEN_SEEN
     ]
     return '<div class="fb-counts">' + "".join(cards) + "</div>"
 
@@ -529,6 +541,8 @@ def _guidance(counts: dict[str, int], command: str | None) -> list[str]:
             "<p>If the changes are intended, record them and commit the baseline file:</p>",
             f'<pre class="fb-cmd">{esc(command or UPDATE_COMMAND)}</pre>',
         ]
+    if counts.get("raised"):
+        out.append("<p>Tests raised against the base beyond its limit need the raise approved, or a cheaper model.</p>")
     if counts.get("over-budget"):
         out.append("<p>Tests over budget must get cheaper, or their budget must be raised in the test itself.</p>")
     return out
@@ -539,8 +553,10 @@ def html_report(
     env: dict[str, str],
     baseline_env: dict[str, str] | None = None,
     command: str | None = None,
+    base: BaseSummary | None = None,
 ) -> str:
-    """The whole self-contained page as text; the same arguments give the same bytes."""
+    """The whole self-contained page as text; the same arguments give the same bytes.
+    ``base``: the run's comparison with the base branch, when it has one."""
     records = list(records)
     ordered = sort_records(records)
     anchors = _anchors(ordered)
@@ -550,6 +566,7 @@ def html_report(
         "<h1>FLOP report</h1>",
         f'<p class="fb-headline">{esc(headline)}</p>',
         _counts(counts),
+        *(_base_section(records, base) if base is not None else []),
         *_overview(ordered, anchors),
     ]
     if ordered:
