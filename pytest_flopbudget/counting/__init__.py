@@ -144,9 +144,7 @@ def count(
         else:
             tally, used = _meta_first(backend, fn, module, args, kwargs, mode == "auto", notes)
 
-    params = 0
-    if module is not None:  # after the pass, so lazy modules are materialized
-        params = sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))
+    params = parameter_count(module)  # after the pass, so lazy modules are materialized
     return FlopResult(
         macs=tally.macs,
         params=params,
@@ -157,6 +155,13 @@ def count(
         mode=used,
         notes=tuple(notes),
     )
+
+
+def parameter_count(module: Optional[nn.Module]) -> int:
+    """Elements of the module's parameters (uninitialized lazy ones not counted)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))
 
 
 class _WarmUp(nn.Module):
