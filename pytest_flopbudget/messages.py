@@ -19,6 +19,7 @@ def junit_properties(record: Record) -> list[tuple[str, object]]:
         "baseline_gflops": "" if record.baseline_gflops is None else round(record.baseline_gflops, 6),
         "status": record.status,
     }
+    values.update({f"{phase}_macs": macs for phase, macs in record.phases.items()})
     return [(f"{prefix}.{name}", value) for name, value in values.items()]
 
 
@@ -37,6 +38,8 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs (@pytest.mark.flop_budget)")
     if record.baseline_macs is not None:
         lines.append(f"  baseline: {record.baseline_macs:,} MACs = {fmt_gflops(record.baseline_gflops or 0.0)} GFLOPs ({settings.baseline.name})")
+    if record.phases:
+        lines.extend(_phases(record))
     if settings.top:
         lines.extend(_top_modules(record, settings.top))
     if record.status == "regressed" and record.baseline_modules:
@@ -47,6 +50,24 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
     lines.extend(f"  note: {note}" for note in result.notes)
     lines.append("  " + accept_hint(record, settings))
     return "\n".join(lines)
+
+
+def _phases(record: Record) -> list[str]:
+    """A training step's MACs per phase, and each phase's change against the baseline entry's."""
+    width = max(len(phase) for phase in record.phases)
+    out = ["  phases of the training step:"]
+    for phase, macs in record.phases.items():
+        line = f"    {phase:<{width}}  {macs:>,} MACs = {fmt_gflops(FLOPS_PER_MAC * macs / GIGA)} GFLOPs"
+        if record.baseline_phases:
+            old = record.baseline_phases.get(phase)
+            if old is None:
+                line += "  (no baseline)"
+            elif macs != old:
+                line += f"  ({macs - old:+,} MACs, {fmt_pct(pct(macs, old))} against the baseline)"
+            else:
+                line += "  (unchanged)"
+        out.append(line)
+    return out
 
 
 def _top_modules(record: Record, top: int) -> list[str]:

@@ -177,7 +177,7 @@ class _WarmUp(nn.Module):
 
 
 def warm_up() -> None:
-    """Count a tiny model once with each counter, on meta and for real.
+    """Count a tiny model once with each counter, on meta and for real, and one training step of it.
 
     torch imports a lot lazily on the first meta or dispatch-mode call
     (torch._dynamo, sympy, the dispatch-mode machinery, ...). Call this once
@@ -189,3 +189,6 @@ def warm_up() -> None:
     for counter in COUNTERS:
         for mode in ("meta", "real"):
             count(model, (x,), {}, counter=counter, mode=mode)
+    from ..training import count_train_step
+
+    count_train_step(model, (x,), optimizer=lambda params: torch.optim.AdamW(params, fused=True))
