@@ -308,7 +308,7 @@ def _backward_module() -> str:
     return "" if node is None else node.metadata.get(_MODULE, "")
 
 
-# ---- attention on meta runs the CPU's kernel ---------------------------------------------
+# ---- composite operators run as one kernel on meta ---------------------------------------------
 
 _SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
@@ -322,18 +322,35 @@ def _stand_in(x: Any, keep_last: bool) -> Any:
     return torch.empty(dims, dtype=x.dtype)
 
 
-class _CpuAttentionOnMeta(TorchFunctionMode):
-    """On meta, SDPA takes the math path: a decomposition whose backward adds the gradients of its two
-    scaling ``mul``. Run the kernel the CPU would choose for the same arguments (its fused flash kernel,
-    one forward and one backward operator), so a step on meta counts what a step on the CPU counts."""
+class _FusedKernelsOnMeta(TorchFunctionMode):
+    """Operators priced as one call in the forward run as one kernel on meta, so their backward is one
+    operator too, priced by its rule, and not the backward of a decomposition:
+
+    - SDPA takes the math path on meta, whose backward adds the gradients of its two scaling ``mul``:
+      run the kernel the CPU would choose for the same arguments (its fused flash kernel).
+    - dropout in training mode decomposes into ``input * mask`` off CUDA, whose backward is a ``mul``
+      although the forward's ``dropout`` is free: run ``native_dropout`` (CUDA's kernel), whose
+      backward is free like its forward.
+    """
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
+        out = None
         if func is F.scaled_dot_product_attention:
             out = _flash_on_meta(args, kwargs)
-            if out is not None:
-                return out
-        return func(*args, **kwargs)
+        elif func is F.dropout:
+            out = _native_dropout_on_meta(args, kwargs)
+        return func(*args, **kwargs) if out is None else out
+
+
+def _native_dropout_on_meta(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+    call = dict(zip(("input", "p", "training", "inplace"), args), **kwargs)
+    x, p = call.get("input"), call.get("p", 0.5)
+    if not isinstance(x, torch.Tensor) or not x.is_meta or not call.get("training", True) or call.get("inplace"):
+        return None
+    if not isinstance(p, (int, float)) or not 0 < p < 1:
+        return None
+    return torch.native_dropout(x, p, True)[0]
 
 
 def _flash_on_meta(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
@@ -406,10 +423,10 @@ def count_train_step(
         modules = _Stack()
         with module_hooks(model, modules.enter, modules.leave) as names:
             modules.names.extend(names)
-            with _StrayTensorsOnMeta(), _CpuAttentionOnMeta(), _TagNodes(modules.top), capture(model) as tallies["forward"]:
+            with _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), _TagNodes(modules.top), capture(model) as tallies["forward"]:
                 value = _scalar_loss(model(*step_args, **step_kwargs), loss)
             _tag_inner_nodes(value.grad_fn)
-            with _StrayTensorsOnMeta(), _CpuAttentionOnMeta(), capture(model, where=_backward_module) as tallies["backward"]:
+            with _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), capture(model, where=_backward_module) as tallies["backward"]:
                 value.backward()
         del value
         if bound is None:

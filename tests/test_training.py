@@ -370,3 +370,16 @@ def test_phases_sum_to_the_total() -> None:
     assert result.counter == "dispatch" and result.mode == "meta"
     assert sum(result.by_module.values()) == result.macs
     assert result.params == parameters_of(model)
+
+
+def test_batch_norm_and_dropout_in_training_mode() -> None:
+    b, c, h, w = 2, 3, 8, 8
+    model = nn.Sequential(nn.Conv2d(c, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.1), nn.Flatten(), nn.Linear(4 * h * w, 10))
+    running = model[1].running_mean.clone()
+    result = measure_train_step(model, torch.randn(b, c, h, w))
+    conv, norm, linear = b * 4 * h * w * c * 3 * 3, b * 4 * h * w, b * 4 * h * w * 10
+    # dropout is free both ways (its fused kernel; off CUDA torch would multiply by the mask);
+    # the norm's input and weight gradients cost its forward each; conv: dW only (x needs no grad)
+    assert result.phases == {"forward": conv + norm + linear, "backward": conv + 2 * norm + 2 * linear, "optimizer": 0}
+    assert result.unpriced == {}
+    assert model.training and torch.equal(model[1].running_mean, running) and model[1].num_batches_tracked == 0
