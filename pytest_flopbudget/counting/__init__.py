@@ -19,6 +19,7 @@ from torch.nn.parameter import UninitializedTensorMixin
 from ..metadevice import all_meta, meta_init, to_meta, weights_on_meta
 from ..result import FlopResult
 from . import dispatch
+from .state import guard
 from .tally import Tally
 from .trace import NoTensorOutput, trace
 
@@ -91,9 +92,11 @@ def _meta_first(
     """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
     nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in _state(module)))
     try:
-        with weights_on_meta(module):
+        with guard(module) as lost, weights_on_meta(module):
             margs, mkwargs = to_meta((args, kwargs))
-            return backend(fn, module, margs, mkwargs, True), "meta"
+            tally = backend(fn, module, margs, mkwargs, True)
+        notes.extend(lost)
+        return tally, "meta"
     except Exception as exc:
         if nothing_real or isinstance(exc, NoTensorOutput):  # the model's own error: a real pass fails alike
             raise
@@ -101,7 +104,15 @@ def _meta_first(
             hint = "use mode='auto' or mode='real' to allow a real forward pass"
             raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
         notes.append(f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})")
-    return backend(fn, module, args, kwargs, False), "real"
+    return _real(backend, fn, module, args, kwargs, False, notes), "real"
+
+
+def _real(backend: Callable[..., Tally], fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, notes: list[str]) -> Tally:
+    """A pass on the model's own tensors; buffers and cached tensors are copied first and put back after."""
+    with guard(module, copy_values=not meta) as lost:
+        tally = backend(fn, module, args, kwargs, meta)
+    notes.extend(lost)
+    return tally
 
 
 def count(
@@ -139,7 +150,7 @@ def count(
     with torch.no_grad(), _no_mha_fastpath():
         if mode == "real":
             on_meta = all_meta(module, (args, kwargs))
-            tally = backend(fn, module, args, kwargs, on_meta)
+            tally = _real(backend, fn, module, args, kwargs, on_meta, notes)
             used = "meta" if on_meta else "real"
         else:
             tally, used = _meta_first(backend, fn, module, args, kwargs, mode == "auto", notes)
