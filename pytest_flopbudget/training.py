@@ -8,7 +8,8 @@ inside :func:`pytest_flopbudget.counting.dispatch.capture`, priced by the one re
 (:mod:`pytest_flopbudget.rules`). Nothing is computed and no memory is used.
 
 Afterwards the model holds its own parameters again, with their gradients and
-``requires_grad`` flags as before, also when the step raises. The optimizer the user
+``requires_grad`` flags as before, and everything else :func:`~pytest_flopbudget.counting.state.guard`
+restores (tensors cached in attributes, train/eval flags), also when the step raises. The optimizer the user
 passes is never stepped: a copy bound to the meta parameters (same class, same
 param-group hyperparameters) takes one uncounted step to create its state, then the
 counted step, its steady state.
@@ -32,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .counting import _no_mha_fastpath, parameter_count
 from .counting.dispatch import capture
+from .counting.state import guard
 from .counting.tally import Tally, module_hooks
 from .counting.trace import output_tensors
 from .metadevice import weights_on_meta
@@ -412,6 +414,7 @@ def count_train_step(
     kwargs = dict(kwargs or {})
     tallies: dict[str, Tally] = {}
     with ExitStack() as stack:
+        lost = stack.enter_context(guard(model))  # tensors cached in attributes, train/eval flags, added attributes
         stack.enter_context(_gradients_kept(model))
         swapped = stack.enter_context(_parameters_on_meta(model))
         stack.enter_context(weights_on_meta(model))
@@ -447,4 +450,5 @@ def count_train_step(
         mode="meta",
         phases={phase: tallies[phase].macs for phase in PHASES},
         phase_modules={phase: dict(tallies[phase].by_module) for phase in PHASES},
+        notes=tuple(lost),
     )

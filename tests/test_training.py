@@ -383,3 +383,26 @@ def test_batch_norm_and_dropout_in_training_mode() -> None:
     assert result.phases == {"forward": conv + norm + linear, "backward": conv + 2 * norm + 2 * linear, "optimizer": 0}
     assert result.unpriced == {}
     assert model.training and torch.equal(model[1].running_mean, running) and model[1].num_batches_tracked == 0
+
+
+class Caching(nn.Module):
+    """Keeps its last activation in a plain attribute, as caches do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(D0, D1)
+        self.cache: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        self.cache.append(y)
+        self.last = y
+        return y
+
+
+def test_tensors_cached_in_attributes_are_put_back() -> None:
+    model = Caching()
+    measure_train_step(model, torch.randn(N, D0))
+    assert model.cache == [] and not hasattr(model, "last")
+    out = model(torch.randn(N, D0))  # a real forward still works
+    assert not out.is_meta and len(model.cache) == 1
