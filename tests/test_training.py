@@ -336,7 +336,7 @@ class WithLabels(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Output:
         logits = self.lin(x)
-        loss = None if labels is None else F.cross_entropy(logits, labels) * 2.0
+        loss = None if labels is None else (logits * logits).mean() + F.cross_entropy(logits, labels)
         return Output(logits=logits, loss=loss)
 
 
@@ -344,9 +344,10 @@ def test_default_loss_is_the_outputs_loss_else_its_sum() -> None:
     x, labels = torch.randn(N, D0), torch.zeros(N, dtype=torch.long)
     with_loss = measure_train_step(WithLabels(), x, labels=labels)
     summed = measure_train_step(WithLabels(), x)
-    # backward: dW only (N D1 D0) either way; "* 2.0" of the 0-d loss is free, and its backward too
-    assert with_loss.phases == summed.phases == {"forward": N * D0 * D1, "backward": N * D1 * D0, "optimizer": 0}
-    assert with_loss.by_operator.get("aten::mul", 0) == 0
+    linear = N * D0 * D1  # forward; the backward's dW costs the same (x needs no grad)
+    assert summed.phases == {"forward": linear, "backward": linear, "optimizer": 0}
+    # the output's loss: logits * logits (N D1, and 2 N D1 in its backward), a mean (1), cross-entropy (free)
+    assert with_loss.phases == {"forward": linear + N * D1 + 1, "backward": linear + 2 * N * D1, "optimizer": 0}
 
 
 def test_loss_callable_and_its_errors() -> None:
@@ -406,3 +407,27 @@ def test_tensors_cached_in_attributes_are_put_back() -> None:
     assert model.cache == [] and not hasattr(model, "last")
     out = model(torch.randn(N, D0))  # a real forward still works
     assert not out.is_meta and len(model.cache) == 1
+
+
+def test_transformers_causal_lm_with_labels() -> None:
+    transformers = pytest.importorskip("transformers")
+    vocab, hidden, inter, layers, heads, tokens = 64, 32, 48, 2, 4, 8
+    config = transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, tie_word_embeddings=False,
+    )
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(config)
+    ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
+    result = measure_train_step(model, ids, labels=ids, optimizer=torch.optim.AdamW(model.parameters()))
+    assert result.unpriced == {}
+    head_dim = hidden // heads
+    # per layer: q, k, v, o (T h h each), gate, up (T h i), down (T i h), attention H T T (2 hd); the head T h V
+    linears = layers * (4 * tokens * hidden * hidden + 3 * tokens * hidden * inter) + tokens * hidden * vocab
+    attention = layers * heads * tokens * tokens * 2 * head_dim
+    by_op = result.by_operator
+    assert by_op["aten::linear"] == linears and by_op["aten::scaled_dot_product_attention"] == attention
+    # the embedding table trains, so every Linear computes dX and dW, and the attention its 4 gradient matmuls
+    assert by_op["aten::mm"] == 2 * linears
+    assert by_op["aten::_scaled_dot_product_flash_attention_for_cpu_backward"] == 2 * attention
+    assert result.phases["optimizer"] == 5 * sum(p.numel() for p in model.parameters())  # AdamW, weight decay 0.01
