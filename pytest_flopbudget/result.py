@@ -126,7 +126,8 @@ class FlopResult:
         return rank_modules(self.module_totals(), n)
 
     def __repr__(self) -> str:
-        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}, params={self.params:,}, counter={self.counter!r})"
+        phases = "".join(f", {phase}={macs:,}" for phase, macs in self.phases.items())
+        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}{phases}, params={self.params:,}, counter={self.counter!r})"
 
 
 def _module_totals(by_module: dict[str, int]) -> dict[str, int]:

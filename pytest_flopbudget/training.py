@@ -199,7 +199,7 @@ def _bound_optimizer(optimizer: Any, model: nn.Module, swapped: dict[int, nn.Par
                 params.append(swapped[id(p)])
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": params})
         return _same_optimizer(optimizer, groups)
-    if isinstance(optimizer, type) or callable(optimizer):
+    if callable(optimizer):  # a factory: torch.optim.AdamW, functools.partial(...), a lambda
         built = optimizer(model.parameters())  # the model holds the meta stand-ins now
         if not isinstance(built, torch.optim.Optimizer):
             raise TypeError(f"optimizer= factory returned {type(built).__name__}, expected a torch.optim.Optimizer")

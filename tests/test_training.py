@@ -431,3 +431,9 @@ def test_transformers_causal_lm_with_labels() -> None:
     assert by_op["aten::mm"] == 2 * linears
     assert by_op["aten::_scaled_dot_product_flash_attention_for_cpu_backward"] == 2 * attention
     assert result.phases["optimizer"] == 5 * sum(p.numel() for p in model.parameters())  # AdamW, weight decay 0.01
+
+
+def test_repr_shows_the_phases() -> None:
+    result = measure_train_step(mlp(), torch.randn(N, D0))
+    forward, backward = N * D0 * D1 + N * D1 * D2, 2 * N * D2 * D1 + N * D1 * D0
+    assert f"forward={forward:,}, backward={backward:,}, optimizer=0" in repr(result)
