@@ -107,13 +107,15 @@ def accept_hint(record: Record, settings: Settings) -> str:
 
 
 _NO_DEVICE = ("not compiled with", "no cuda gpus", "nvidia driver", "cuda is not available", "mps backend", "no xpu")
-_NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
+NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
 
 
 def count_hint(exc: BaseException, model: object = None) -> str:
     """The fix for the errors a model commonly raises while counted, or ""."""
     if isinstance(model, type):
         return f"\n  flops() got the class {model.__name__} itself; pass an instance: flops({model.__name__}(...), *inputs)"
+    if getattr(exc, "explains_itself", False):  # its message already names the fix
+        return ""
     text = str(exc).lower()
     if any(words in text for words in _NO_DEVICE):
         return (
@@ -121,7 +123,7 @@ def count_hint(exc: BaseException, model: object = None) -> str:
             "(@pytest.mark.skipif(not torch.cuda.is_available(), reason=...)) or keep model and inputs on a device "
             "that exists (counting on the meta device needs none)"
         )
-    if any(words in text for words in _NEEDS_VALUES):
+    if any(words in text for words in NEEDS_VALUES):
         return (
             "\n  the forward needs real values (data-dependent control flow), which meta tensors do not have; "
             "build the model and its inputs on the CPU so --flop-mode=auto can count with a real forward pass"

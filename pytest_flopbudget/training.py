@@ -37,6 +37,7 @@ from .counting.state import guard
 from .counting.tally import Tally, module_hooks
 from .counting.trace import output_tensors
 from .metadevice import weights_on_meta
+from .messages import NEEDS_VALUES
 from .result import PHASES, FlopResult
 
 __all__ = ["COUNTER", "TrainStepError", "count_train_step"]
@@ -48,6 +49,8 @@ _MODULE = "pytest_flopbudget.module"  # key in an autograd node's metadata: the 
 
 class TrainStepError(RuntimeError):
     """A training step that cannot be counted; the message names the fix."""
+
+    explains_itself = True  # messages.count_hint adds no generic hint
 
 
 # ---- parameters, inputs and gradients ----------------------------------------------
@@ -390,28 +393,10 @@ def _merge(tallies: dict[str, Tally]) -> Tally:
     return total
 
 
-def count_train_step(
-    model: nn.Module,
-    args: tuple = (),
-    kwargs: Optional[dict] = None,
-    *,
-    loss: Optional[Callable[[Any], Any]] = None,
-    optimizer: Any = None,
-) -> FlopResult:
-    """MACs of one training step of ``model`` on ``model(*args, **kwargs)``, counted on meta.
-
-    ``loss(output) -> scalar`` (default: the output's ``loss``, else the sum of the
-    output); ``optimizer``: a ``torch.optim.Optimizer`` over the model's parameters
-    (copied, never stepped) or a factory ``params -> Optimizer``; ``None`` counts no
-    optimizer step. The result's ``phases`` maps "forward" (forward and loss),
-    "backward" and "optimizer" to their MACs; ``phase_modules`` holds each phase's
-    per-module MACs.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"train_step needs the torch.nn.Module whose parameters are trained, got {type(model).__name__}"
-        )
-    kwargs = dict(kwargs or {})
+def _run_step(
+    model: nn.Module, args: tuple, kwargs: dict, loss: Optional[Callable[[Any], Any]], optimizer: Any
+) -> tuple[dict[str, Tally], list[str]]:
+    """The three phases on meta, each in its own capture; the model as it was on exit."""
     tallies: dict[str, Tally] = {}
     with ExitStack() as stack:
         lost = stack.enter_context(guard(model))  # tensors cached in attributes, train/eval flags, added attributes
@@ -438,7 +423,50 @@ def count_train_step(
             _create_state(bound)
             with _VoidKernelsOnMeta(), capture(model) as tallies["optimizer"]:
                 bound.step()
+    return tallies, lost
 
+
+def _needs_real_values(exc: Exception) -> Optional[TrainStepError]:
+    """The error to raise instead when the step failed because the model needs real values on meta."""
+    text = str(exc).strip()
+    if isinstance(exc, TrainStepError) or not any(words in text.lower() for words in NEEDS_VALUES):
+        return None
+    first = text.splitlines()[0] if text else ""
+    return TrainStepError(
+        f"a training step is counted on the meta device only, and this model needs real values there "
+        f"({type(exc).__name__}: {first}); keep its forward free of data-dependent Python control flow "
+        "(.item(), branches on tensor values), or budget its forward pass with flops(model, ...) instead"
+    )
+
+
+def count_train_step(
+    model: nn.Module,
+    args: tuple = (),
+    kwargs: Optional[dict] = None,
+    *,
+    loss: Optional[Callable[[Any], Any]] = None,
+    optimizer: Any = None,
+) -> FlopResult:
+    """MACs of one training step of ``model`` on ``model(*args, **kwargs)``, counted on meta.
+
+    ``loss(output) -> scalar`` (default: the output's ``loss``, else the sum of the
+    output); ``optimizer``: a ``torch.optim.Optimizer`` over the model's parameters
+    (copied, never stepped) or a factory ``params -> Optimizer``; ``None`` counts no
+    optimizer step. The result's ``phases`` maps "forward" (forward and loss),
+    "backward" and "optimizer" to their MACs; ``phase_modules`` holds each phase's
+    per-module MACs.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"train_step needs the torch.nn.Module whose parameters are trained, got {type(model).__name__}"
+        )
+    try:
+        tallies, lost = _run_step(model, args, dict(kwargs or {}), loss, optimizer)
+    except Exception as exc:
+        replacement = _needs_real_values(exc)
+        if replacement is None:
+            raise
+        raise replacement from exc
     total = _merge(tallies)
     return FlopResult(
         macs=total.macs,

@@ -437,3 +437,20 @@ def test_repr_shows_the_phases() -> None:
     result = measure_train_step(mlp(), torch.randn(N, D0))
     forward, backward = N * D0 * D1 + N * D1 * D2, 2 * N * D2 * D1 + N * D1 * D0
     assert f"forward={forward:,}, backward={backward:,}, optimizer=0" in repr(result)
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(D0, D1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        return y if y.sum().item() > 0 else -y
+
+
+def test_a_model_that_needs_real_values_says_so() -> None:
+    model = DataDependent()
+    with pytest.raises(TrainStepError, match=r"counted on the meta device only.*\.item\(\) cannot be called on meta tensors"):
+        measure_train_step(model, torch.randn(N, D0))
+    assert not model.lin.weight.is_meta
