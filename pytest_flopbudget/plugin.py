@@ -122,16 +122,35 @@ class FlopMeter:
     ``loss`` and ``optimizer`` through ``train_step``).
     """
 
-    def __init__(self, item: pytest.Item, state: RunState) -> None:
+    def __init__(self, item: pytest.Item, state: RunState, options: dict | None = None, results: dict | None = None) -> None:
         self._item = item
         self._state = state
-        self.results: dict[str | None, FlopResult] = {}
+        self._options = dict(options or {})
+        self.results: dict[str | None, FlopResult] = {} if results is None else results
+
+    def using(self, **options: Any) -> "FlopMeter":
+        """This fixture with counting options of its own: ``flops.using(unpriced="warn")(model, x)``.
+
+        ``counter``, ``mode`` and ``unpriced`` as in ``--flop-counter``/``--flop-mode``/``--flop-unpriced``;
+        they override the run's settings for the measurements made through the returned meter.
+        """
+        __tracebackhide__ = True
+        from . import check_options
+
+        try:
+            check_options(options)
+        except ValueError as exc:
+            pytest.fail(f"flops.using: {exc}", pytrace=False)
+        return FlopMeter(self._item, self._state, {**self._options, **options}, self.results)
 
     def __call__(self, model: Any, *args: Any, key: str | None = None, **kwargs: Any) -> FlopResult:
         __tracebackhide__ = True
         hook = self._item.config.hook
         config = self._item.config
-        return self._measure(model, key, lambda: hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=config))
+        options = self._options
+        return self._measure(
+            model, key, lambda: hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=config, options=options)
+        )
 
     def train_step(
         self, model: Any, *args: Any, loss: Any = None, optimizer: Any = None, key: str | None = None, **kwargs: Any
@@ -143,7 +162,10 @@ class FlopMeter:
         __tracebackhide__ = True
         from .training import count_train_step
 
-        return self._measure(model, key, lambda: count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer))
+        unpriced = self._options.get("unpriced", self._state.settings.unpriced)
+        return self._measure(
+            model, key, lambda: count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer, unpriced=unpriced)
+        )
 
     def _measure(self, model: Any, key: str | None, counting: Callable[[], Any]) -> FlopResult:
         __tracebackhide__ = True
@@ -226,11 +248,12 @@ def flops(request: pytest.FixtureRequest) -> FlopMeter:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config) -> FlopResult:
+def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config, options: dict) -> FlopResult:
     from .counting import count
 
     settings = config.stash[STATE].settings
-    return count(model, args, kwargs, counter=settings.counter, mode=settings.mode)
+    chosen = {"counter": settings.counter, "mode": settings.mode, "unpriced": settings.unpriced, **options}
+    return count(model, args, kwargs, **chosen)
 
 
 # --- results travel on the test report ---------------------------------------------

@@ -81,6 +81,7 @@ class FlopResult:
     counter: str = "torchprofile"
     mode: str = "meta"
     notes: tuple[str, ...] = ()
+    capture: str = "trace"  # what saw the operators: "trace" (TorchScript) or "dispatch" (every op that ran)
     phases: dict[str, int] = field(default_factory=dict)
     phase_modules: dict[str, dict[str, int]] = field(default_factory=dict)
 

@@ -31,7 +31,7 @@ from torch.nn.parameter import UninitializedTensorMixin
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .counting import _no_mha_fastpath, parameter_count
+from .counting import UNPRICED, _no_mha_fastpath, check_unpriced, parameter_count
 from .counting.dispatch import capture
 from .counting.state import guard
 from .counting.tally import Tally, module_hooks
@@ -384,9 +384,10 @@ def _flash_on_meta(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
 
 
 def _merge(tallies: dict[str, Tally]) -> Tally:
-    total = Tally()
+    total = Tally(capture="dispatch")
     for tally in tallies.values():
         total.macs += tally.macs
+        total.notes.extend(note for note in tally.notes if note not in total.notes)
         for store, part in ((total.by_module, tally.by_module), (total.by_operator, tally.by_operator), (total.unpriced, tally.unpriced)):
             for key, value in part.items():
                 store[key] = store.get(key, 0) + value
@@ -446,6 +447,7 @@ def count_train_step(
     *,
     loss: Optional[Callable[[Any], Any]] = None,
     optimizer: Any = None,
+    unpriced: str = "fail",
 ) -> FlopResult:
     """MACs of one training step of ``model`` on ``model(*args, **kwargs)``, counted on meta.
 
@@ -454,8 +456,11 @@ def count_train_step(
     (copied, never stepped) or a factory ``params -> Optimizer``; ``None`` counts no
     optimizer step. The result's ``phases`` maps "forward" (forward and loss),
     "backward" and "optimizer" to their MACs; ``phase_modules`` holds each phase's
-    per-module MACs.
+    per-module MACs. ``unpriced``: as for :func:`~pytest_flopbudget.counting.count`, a costly
+    operator without a rule fails the count (``"fail"``) or is noted (``"warn"``).
     """
+    if unpriced not in UNPRICED:
+        raise ValueError(f"unknown unpriced policy {unpriced!r}; choose one of {', '.join(UNPRICED)}")
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"train_step needs the torch.nn.Module whose parameters are trained, got {type(model).__name__}"
@@ -468,6 +473,8 @@ def count_train_step(
             raise
         raise replacement from exc
     total = _merge(tallies)
+    notes = list(lost) + total.notes
+    check_unpriced(total.unpriced, unpriced, notes)
     return FlopResult(
         macs=total.macs,
         params=parameter_count(model),
@@ -478,5 +485,6 @@ def count_train_step(
         mode="meta",
         phases={phase: tallies[phase].macs for phase in PHASES},
         phase_modules={phase: dict(tallies[phase].by_module) for phase in PHASES},
-        notes=tuple(lost),
+        notes=tuple(notes),
+        capture="dispatch",
     )

@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
 from .. import conventions, rules
+from ..metadevice import meta_output
 from .tally import Tally, module_hooks
 
 __all__ = ["capture", "Tally"]
@@ -228,7 +229,9 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = meta_output(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
         if not self.state.muted:
             if func is _SAFE_SOFTMAX:
                 self.state.math_attention()
@@ -267,6 +270,7 @@ def capture(module: Optional[nn.Module] = None, where: Optional[Callable[[], str
     differently: the block's code runs as it would.
     """
     state = _Capture(where)
+    state.tally.capture = "dispatch"
     with module_hooks(module, state.enter, state.leave) as names:
         state.names.extend(names)
         with _Dispatch(state), _Composites(state):

@@ -11,11 +11,36 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 import torch.utils._pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
 from .. import rules
 from ..metadevice import MetaTraceFix
 from .tally import Tally, module_hooks
+
+
+class TraceTooLong(RuntimeError):
+    """The traced call ran more operators than a trace can hold cheaply (a per-step loop being unrolled)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit:,} operators ran while tracing")
+        self.limit = limit
+
+
+class _OpBudget(TorchDispatchMode):
+    """Stop a trace once more than ``limit`` operators have run: each one becomes a graph node, and a trace
+    grows costlier than the operators themselves (a Mamba scan of 512 steps: 39x a plain meta forward)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.ops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        self.ops += 1
+        if self.ops > self.limit:
+            raise TraceTooLong(self.limit)
+        return func(*args, **(kwargs or {}))
 
 
 class NoTensorOutput(TypeError):
@@ -98,8 +123,10 @@ def _has_conv(module: Optional[nn.Module]) -> bool:
     return module is None or any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
 
 
-def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> tuple[Any, list[str]]:
-    """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule."""
+def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, limit: Optional[int] = None) -> tuple[Any, list[str]]:
+    """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
+
+    With ``limit``, raises :class:`TraceTooLong` once more operators than that have run."""
     bound = _Bound(fn, module, args, kwargs)
 
     def enter(i: int) -> None:
@@ -119,13 +146,13 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         # The conv fix is a dispatch mode (its first use imports torch._dynamo): only where convolutions may run.
         fix = meta and _has_conv(module)
         try:
-            with MetaTraceFix() if fix else nullcontext():
+            with MetaTraceFix() if fix else nullcontext(), _OpBudget(limit) if limit else nullcontext():
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
-        except Exception:
-            if not meta or fix:
+        except Exception as exc:
+            if not meta or fix or isinstance(exc, TraceTooLong):
                 raise
             bound.kept.clear()
-            with MetaTraceFix():
+            with MetaTraceFix(), _OpBudget(limit) if limit else nullcontext():
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
@@ -137,10 +164,10 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
     return graph, names
 
 
-def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
+def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, limit: Optional[int] = None) -> Tally:
     """Trace one call of ``fn`` and price every node with the registry."""
-    graph, names = trace_graph(fn, module, args, kwargs, meta)
-    tally = Tally()
+    graph, names = trace_graph(fn, module, args, kwargs, meta, limit)
+    tally = Tally(capture="trace")
     for jit_node in graph.nodes():
         operator = jit_node.kind().lower()
         if not rules.has_rule(operator):
