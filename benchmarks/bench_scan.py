@@ -2,7 +2,8 @@
 
 transformers' MambaForCausalLM without its CUDA kernels runs a per-step selective scan in
 Python: a trace unrolls it (one graph node per operator of every step). The default counter
-stops the trace past ``TRACE_OP_LIMIT`` operators and counts with the dispatch capture.
+stops the trace past ``TRACE_OP_LIMIT`` operators in all or ``TRACE_CALL_LIMIT`` run by one module
+call itself (the scan runs in the mixer's own forward) and counts with the dispatch capture.
 
     .venv/bin/python benchmarks/bench_scan.py [--tokens 512] [--layers 24] [--hidden 768]
 
@@ -39,7 +40,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from transformers import MambaConfig, MambaForCausalLM
 
-    from pytest_flopbudget.counting import TRACE_OP_LIMIT, count, warm_up
+    from pytest_flopbudget.counting import TRACE_CALL_LIMIT, TRACE_OP_LIMIT, count, warm_up
 
     warm_up()
     config = MambaConfig(vocab_size=50280, hidden_size=opts.hidden, num_hidden_layers=opts.layers, state_size=16, use_mambapy=False)
@@ -52,7 +53,7 @@ def main() -> None:
         plain = time.perf_counter() - start
         with _Ops() as ops:
             model(ids)
-    print(f"Mamba hidden={opts.hidden} layers={opts.layers} tokens={opts.tokens}: {ops.ops:,} operators per forward (trace limit {TRACE_OP_LIMIT:,})")
+    print(f"Mamba hidden={opts.hidden} layers={opts.layers} tokens={opts.tokens}: {ops.ops:,} operators per forward (trace limits: {TRACE_OP_LIMIT:,} in all, {TRACE_CALL_LIMIT:,} in one module call)")
     print(f"plain meta forward      {plain:8.2f} s")
     for counter in ("torchprofile", "flop_counter"):
         start = time.perf_counter()
