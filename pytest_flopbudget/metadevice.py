@@ -94,10 +94,12 @@ def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: Optional[torch.Tens
     return torch.empty(shape, dtype=out_dtype or a.dtype, device="meta")
 
 
+_GROUPED_MM = getattr(getattr(_aten, "_grouped_mm", None), "default", None)
+
+
 def meta_output(func: Any, args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
     """The meta output of an operator whose meta kernel refuses inputs its CPU kernel accepts, else None."""
-    grouped = getattr(getattr(_aten, "_grouped_mm", None), "default", None)
-    if func is grouped and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+    if func is _GROUPED_MM and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
         return _grouped_mm_meta(*args, **kwargs)
     return None
 

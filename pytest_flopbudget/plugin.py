@@ -58,6 +58,19 @@ def pytest_configure(config: pytest.Config) -> None:
     state = RunState(settings, loaded, worker=worker, env=environment(settings), base=_load_base(config, settings))
     config.stash[STATE] = state
     config.pluginmanager.register(FlopSession(config), "flopbudget-session")
+    _register_pytest_html(config)
+
+
+def _register_pytest_html(config: pytest.Config) -> None:
+    """FLOP columns in pytest-html's report: only when it is installed, enabled and writing one (--html),
+    and only on the controller, which writes it."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("html"):
+        return
+    if not config.getoption("htmlpath", None):
+        return
+    from . import htmlplugin
+
+    config.pluginmanager.register(htmlplugin, "flopbudget-html")
 
 
 def _load_base(config: pytest.Config, settings: Settings) -> base_file.Base | None:

@@ -225,6 +225,10 @@ def _write_reports(config: pytest.Config, state: RunState) -> None:
         markdown = report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
         _atomic_text(settings.report_md, markdown)
         state.outcome.append(f"flopbudget: Markdown report written to {settings.report_md}")
+    if settings.report_html is not None:
+        page = report.html_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
+        _atomic_text(settings.report_html, page)
+        state.outcome.append(f"flopbudget: HTML report written to {settings.report_html}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if on_github(settings) and summary and records:
         markdown = markdown or report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)

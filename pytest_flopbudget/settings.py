@@ -47,6 +47,7 @@ OPTIONS = (
     Option("report", "flag", False, "print the FLOP REPORT table at the end of the run"),
     Option("report_json", "path", None, "write the FLOP report as JSON to PATH", metavar="PATH"),
     Option("report_md", "path", None, "write the FLOP report as Markdown (for a pull-request comment) to PATH", metavar="PATH"),
+    Option("report_html", "path", None, "write the FLOP report as one self-contained HTML page with charts to PATH", metavar="PATH"),
     Option("baseline", "path", "flopbudget.toml", "baseline file (default: flopbudget.toml in the rootdir)", metavar="PATH"),
     Option("update", "flag", False, "write the measured counts of the tests that ran into the baseline (accepts growth, never a budget violation)"),
     Option("prune", "flag", False, "remove baseline entries of tests that no longer exist (only on a run of every test)"),
@@ -90,6 +91,7 @@ class Settings:
     report: bool
     report_json: Path | None
     report_md: Path | None
+    report_html: Path | None
     baseline: Path
     update: bool
     prune: bool
@@ -227,7 +229,7 @@ def _check_paths(settings: Settings) -> None:
             f"pytest-flopbudget: baseline path {settings.baseline} is a directory; "
             "--flop-baseline/flopbudget_baseline take a file path such as flopbudget.toml"
         )
-    for opt_name in ("report_json", "report_md"):
+    for opt_name in ("report_json", "report_md", "report_html"):
         path = getattr(settings, opt_name)
         if path is None:
             continue

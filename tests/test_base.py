@@ -52,7 +52,8 @@ HEADLINE = (
 
 def test_every_report_shows_what_the_pull_request_accepted(pytester: pytest.Pytester, repo: Path) -> None:
     result = pytester.runpytest(
-        "--flop-base-ref=main", "--flop-report", "--flop-report-md=r.md", "--flop-report-json=r.json", "--junitxml=j.xml"
+        "--flop-base-ref=main", "--flop-report", "--flop-report-md=r.md", "--flop-report-json=r.json", "--junitxml=j.xml",
+        "--flop-report-html=r.html",
     )
     result.assert_outcomes(passed=4)  # the base only informs by default
     out = result.stdout.str()
@@ -109,6 +110,16 @@ def test_every_report_shows_what_the_pull_request_accepted(pytester: pytest.Pyte
     assert props["test_grow"]["flopbudget.base_gflops"] == str(round(2 * GROW_BASE / 1e9, 6))
     assert props["test_grow"]["flopbudget.base_delta_pct"] == "2.5"
     assert props["test_fresh"]["flopbudget.base_gflops"] == "" and props["test_fresh"]["flopbudget.base_delta_pct"] == "new"
+
+    # HTML: the headline and the gone test, the base columns, per test the modules that grew.
+    page = read(repo / "r.html")
+    assert "<h2>Against the base: main</h2>" in page
+    assert f"<p>{HEADLINE.replace('`', '')}</p>" in page
+    assert "<li><code>test_m.py::test_gone</code></li>" in page
+    assert "<td>7.130</td><td>+2.5%</td>" in page.split('test_m.py::test_grow</a></td>', 1)[1].split("</tr>", 1)[0]
+    assert "<td>-</td><td>new</td>" in page.split('test_m.py::test_fresh</a></td>', 1)[1].split("</tr>", 1)[0]
+    assert (f"<tr><td><code>head</code></td><td>{lin(BASE_W):,}</td><td>{lin(PR_W):,}</td><td>{grown:+,}</td>"
+            "<td>+3.1%</td>") in page  # 128 / 4096 = 3.125%, against the base
 
 
 def test_without_a_base_nothing_changes(pytester: pytest.Pytester, repo: Path) -> None:

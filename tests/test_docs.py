@@ -46,8 +46,9 @@ def test_every_option_and_its_ini_twin_is_documented() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    command = next(line for line in ci.splitlines() if line.startswith("python3 -m venv"))
-    assert command in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
+    first, second = [line for line in ci.splitlines() if line.startswith("python3 -m venv")]
+    assert first in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
+    assert "torch==2.14.1" in second and second in code_blocks("sh")[2], "the torch 2.14.1 run of .ci/run is documented"
     main = code_blocks("sh")[0].strip()
     assert main.endswith("python -m pytest examples/var --flop-report")
 
@@ -58,3 +59,13 @@ def test_hooks_in_readme_are_the_declared_hooks() -> None:
     declared = {name for name in dir(hookspecs) if name.startswith("pytest_flopbudget_")}
     documented = set(re.findall(r"def (pytest_flopbudget_\w+)\(", README))
     assert documented == declared
+
+
+def test_readme_images_exist_and_stay_small() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert "docs/html-report-var.png" in images
+    for image in images:
+        path = ROOT / image
+        assert path.is_file(), image
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size < 300_000, f"{image}: keep README screenshots under 300 KB"

@@ -118,7 +118,8 @@ def test_run_step_checks_the_committed_baseline_and_fails_the_check() -> None:
     push_step, pr_step = run_steps()
     push, pr = pytest_commands()
     for step, command in ((push_step, push), (pr_step, pr)):
-        assert {"--flop-report", "--flop-report-md=flop-report.md", "--flop-missing=fail"} <= set(command)
+        assert {"--flop-report", "--flop-report-md=flop-report.md", "--flop-report-html=flop-report.html",
+                "--flop-missing=fail"} <= set(command)
         assert not any(t.startswith(("--flop-update", "--flop-prune", "--flop-baseline")) for t in command)
         assert not step.get("continue-on-error")  # its failure is the check's failure
     # Exactly one of them runs on every event: the push one everywhere but on a pull request.
@@ -166,6 +167,20 @@ def test_comment_step_posts_one_comment_found_by_the_report_marker() -> None:
     assert "require('fs')" in script
     for call in ("github.rest.issues.listComments", "github.rest.issues.updateComment", "github.rest.issues.createComment"):
         assert call in script
+
+
+def test_the_page_is_uploaded_and_its_artifact_url_goes_to_the_comment() -> None:
+    (upload,) = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()"  # a failed check uploads its reports too
+    (html_option,) = [t for t in pytest_commands()[0] if t.startswith("--flop-report-html=")]
+    page = html_option.split("=", 1)[1]
+    assert page in upload["with"]["path"].split()
+    assert {"flop-report.md", "flop-report.json"} <= set(upload["with"]["path"].split())
+    comment = comment_step()
+    assert comment["env"]["FLOP_REPORT_URL"] == f"${{{{ steps.{upload['id']}.outputs.artifact-url }}}}"
+    script = comment["with"]["script"]
+    assert "process.env.FLOP_REPORT_URL" in script and page in script
+    assert "context.serverUrl" in script and "context.runId" in script  # the run's page when nothing was uploaded
 
 
 def test_workflow_documents_accepting_and_pruning() -> None:
@@ -427,6 +442,7 @@ def test_workflow_pytest_command_on_a_suite(pytester: pytest.Pytester, monkeypat
     clean.assert_outcomes(passed=3)
     clean.stdout.fnmatch_lines(["*FLOP REPORT*"])
     assert (pytester.path / "flop-report.json").is_file()  # the artifact
+    assert "FLOP budget: no regressions" in (pytester.path / "flop-report.html").read_text(encoding="utf-8")
     assert "no regressions" in (pytester.path / "flop-report.md").read_text(encoding="utf-8")
     write_suite(pytester, 4224)
     failed = pytester.runpytest(*command[1:])
@@ -489,7 +505,7 @@ const github = {
     createComment: async (p) => { calls.push(['create', p]); return { data: { id: 999 } }; },
   } },
 };
-const context = { repo: { owner: 'acme', repo: 'models' }, issue: { number: 7 } };
+const context = { repo: { owner: 'acme', repo: 'models' }, issue: { number: 7 }, serverUrl: 'https://github.com', runId: 4242 };
 const core = { info: (m) => calls.push(['info', m]), warning: (m) => calls.push(['warning', m]) };
 const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
 new AsyncFunction('require', 'github', 'context', 'core', script)(require, github, context, core)
@@ -497,13 +513,22 @@ new AsyncFunction('require', 'github', 'context', 'core', script)(require, githu
 """
 
 
-def run_comment_script(tmp: Path, comments: list[dict]) -> list:
+RUN_PAGE = "https://github.com/acme/models/actions/runs/4242#artifacts"
+ARTIFACT = "https://github.com/acme/models/actions/runs/4242/artifacts/99"
+
+
+def with_link(md: str, url: str = RUN_PAGE) -> str:
+    return md.rstrip() + f"\n\n[Charts: flop-report.html in the flop-report artifact]({url})\n"
+
+
+def run_comment_script(tmp: Path, comments: list[dict], artifact_url: str = "") -> list:
     node = shutil.which("node") or shutil.which("nodejs")
     (tmp / "script.js").write_text(comment_step()["with"]["script"], encoding="utf-8")
     (tmp / "harness.js").write_text(NODE_HARNESS, encoding="utf-8")
     (tmp / "comments.json").write_text(json.dumps(comments), encoding="utf-8")
     done = subprocess.run(
-        [node, "harness.js", "script.js", "comments.json"], cwd=tmp, capture_output=True, text=True, timeout=60
+        [node, "harness.js", "script.js", "comments.json"], cwd=tmp, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "FLOP_REPORT_URL": artifact_url},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -522,12 +547,12 @@ def test_comment_script_creates_then_updates_the_one_comment(tmp_path: Path) -> 
     ]
     calls = run_comment_script(tmp_path, others)
     assert calls[0] == ["list", "listComments", {"owner": "acme", "repo": "models", "issue_number": 7, "per_page": 100}]
-    assert calls[1] == ["create", {"owner": "acme", "repo": "models", "issue_number": 7, "body": md}]
+    assert calls[1] == ["create", {"owner": "acme", "repo": "models", "issue_number": 7, "body": with_link(md)}]
     assert not [c for c in calls if c[0] == "update"]
 
     ours = {"id": 42, "user": {"type": "Bot"}, "body": report.MARKER + "\n### old report\n"}
-    calls = run_comment_script(tmp_path, [*others, ours])
-    assert calls[1] == ["update", {"owner": "acme", "repo": "models", "comment_id": 42, "body": md}]
+    calls = run_comment_script(tmp_path, [*others, ours], artifact_url=ARTIFACT)
+    assert calls[1] == ["update", {"owner": "acme", "repo": "models", "comment_id": 42, "body": with_link(md, ARTIFACT)}]
     assert not [c for c in calls if c[0] == "create"]
 
     (tmp_path / "flop-report.md").write_text(report.MARKER + "\n" + "x" * 70000, encoding="utf-8")
@@ -535,3 +560,4 @@ def test_comment_script_creates_then_updates_the_one_comment(tmp_path: Path) -> 
     body = calls[1][1]["body"]
     assert calls[1][0] == "update" and body.startswith(report.MARKER) and len(body) < 65536
     assert "truncated" in body
+    assert body.endswith(f"[Charts: flop-report.html in the flop-report artifact]({RUN_PAGE})\n")  # the link survives

@@ -22,24 +22,40 @@ from .tally import Tally, module_hooks
 class TraceTooLong(RuntimeError):
     """The traced call ran more operators than a trace can hold cheaply (a per-step loop being unrolled)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit:,} operators ran while tracing")
-        self.limit = limit
 
+class OpBudget(TorchDispatchMode):
+    """Stop a trace that unrolls a loop: past ``total`` operators in all, or past ``per_call`` operators run
+    by one module call itself (not by its submodules), where a per-step loop such as a scan runs.
 
-class _OpBudget(TorchDispatchMode):
-    """Stop a trace once more than ``limit`` operators have run: each one becomes a graph node, and a trace
-    grows costlier than the operators themselves (a Mamba scan of 512 steps: 39x a plain meta forward)."""
+    Each operator that runs while tracing becomes a graph node, and building the graph grows costlier than
+    running the operators (a Mamba scan of 512 steps: 39x a plain meta forward). ``most`` is the largest
+    number of operators one module call ran itself (the figure the limits are chosen from).
+    """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, total: int, per_call: int) -> None:
         super().__init__()
-        self.limit = limit
+        self.total, self.per_call = total, per_call
+        self.most = 0
+        self.reset()
+
+    def reset(self) -> None:
         self.ops = 0
+        self.own = [0]  # operators of the running module call itself, innermost last
+
+    def enter(self) -> None:
+        self.own.append(0)
+
+    def leave(self) -> None:
+        if len(self.own) > 1:
+            self.most = max(self.most, self.own.pop())
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         self.ops += 1
-        if self.ops > self.limit:
-            raise TraceTooLong(self.limit)
+        self.own[-1] += 1
+        if self.ops > self.total:
+            raise TraceTooLong(f"more than {self.total:,} operators ran while tracing")
+        if self.own[-1] > self.per_call:
+            raise TraceTooLong(f"one module call ran more than {self.per_call:,} operators itself while tracing")
         return func(*args, **(kwargs or {}))
 
 
@@ -123,20 +139,25 @@ def _has_conv(module: Optional[nn.Module]) -> bool:
     return module is None or any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
 
 
-def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, limit: Optional[int] = None) -> tuple[Any, list[str]]:
+def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
     """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
 
-    With ``limit``, raises :class:`TraceTooLong` once more operators than that have run."""
+    With a ``budget``, raises :class:`TraceTooLong` where it says the trace unrolls a loop."""
     bound = _Bound(fn, module, args, kwargs)
+    guard = budget if budget is not None else nullcontext()
 
     def enter(i: int) -> None:
         state = torch._C._get_tracing_state()
         if state is not None:
             state.push_scope(f"m{i}")
+        if budget is not None:
+            budget.enter()
 
     def leave(output: Any) -> None:
         # Submodule outputs become graph outputs too, so the trace keeps modules whose result is unused.
         bound.kept.extend(output_tensors(output))
+        if budget is not None:
+            budget.leave()
         state = torch._C._get_tracing_state()
         if state is not None:
             state.pop_scope()
@@ -146,13 +167,15 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         # The conv fix is a dispatch mode (its first use imports torch._dynamo): only where convolutions may run.
         fix = meta and _has_conv(module)
         try:
-            with MetaTraceFix() if fix else nullcontext(), _OpBudget(limit) if limit else nullcontext():
+            with MetaTraceFix() if fix else nullcontext(), guard:
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
         except Exception as exc:
             if not meta or fix or isinstance(exc, TraceTooLong):
                 raise
             bound.kept.clear()
-            with MetaTraceFix(), _OpBudget(limit) if limit else nullcontext():
+            if budget is not None:
+                budget.reset()
+            with MetaTraceFix(), guard:
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
@@ -164,9 +187,9 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
     return graph, names
 
 
-def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, limit: Optional[int] = None) -> Tally:
+def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> Tally:
     """Trace one call of ``fn`` and price every node with the registry."""
-    graph, names = trace_graph(fn, module, args, kwargs, meta, limit)
+    graph, names = trace_graph(fn, module, args, kwargs, meta, budget)
     tally = Tally(capture="trace")
     for jit_node in graph.nodes():
         operator = jit_node.kind().lower()

@@ -87,6 +87,23 @@ def fmt_delta(delta: float | None) -> str:
     return f"{delta:+.1f}%"
 
 
+def plain_number(value: float, decimals: int = 6) -> str:
+    """``value`` with at most ``decimals`` decimals and no trailing zeros (``2.5``, ``0``, ``1200``)."""
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def nice_top(value: float) -> float:
+    """A round axis maximum at least 5% above ``value`` (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten)."""
+    if value <= 0:
+        return 1.0
+    step = 10 ** math.floor(math.log10(value))
+    for factor in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if factor * step >= value * 1.05:
+            return factor * step
+    return 10 * step
+
+
 def fmt_params(params: int) -> str:
     """Parameters in millions (``-`` when none were counted)."""
     return _fixed(params / 1e6, 2) if params else MISSING
@@ -112,6 +129,25 @@ def unpriced_line(records: Iterable[Record]) -> str | None:
     tests = sorted(r.id for r in records if r.unpriced)
     return f"flopbudget: counted as 0 (no counting rule): {ops}; in {len(tests)} measurement(s): {', '.join(tests)}"
 
+
+# ---------------------------------------------------------------- environment
+
+
+def _counting_key(key: str) -> bool:
+    """Environment keys whose change can change FLOP counts."""
+    return key == "torch" or "counter" in key or key in ("torchprofile", "flops_per_mac")
+
+
+def env_differences(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[tuple[str, str, str]]:
+    """``(key, recorded, now)`` for each counting-relevant key recorded in both environments with different values."""
+    if not baseline_env:
+        return []
+    out = []
+    for key, value in env.items():
+        old = baseline_env.get(key)
+        if _counting_key(key) and old is not None and str(old) != str(value):
+            out.append((key, str(old), str(value)))
+    return out
 
 
 # ---------------------------------------------------------------- against the base branch

@@ -12,10 +12,13 @@ from .common import (
     BaseSummary,
     base_changes,
     base_headline,
+    env_differences,
     finite,
     fmt_delta,
     fmt_gflops,
     fmt_params,
+    nice_top,
+    plain_number,
     sort_records,
     status_counts,
     unpriced_totals,
@@ -135,26 +138,11 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _num(value: float) -> str:
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
-
-
 def _series(values: list[float | None], measured: list[float]) -> list[float] | None:
     """Fill gaps with the measured value; None when no test has a value at all."""
     if all(v is None for v in values):
         return None
     return [m if v is None else v for v, m in zip(values, measured)]
-
-
-def _nice_top(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    step = 10 ** math.floor(math.log10(value))
-    for factor in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        if factor * step >= value * 1.05:
-            return factor * step
-    return 10 * step
 
 
 def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
@@ -166,15 +154,15 @@ def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
     measured = [r.gflops for r in shown]
     baseline = _series([finite(r.baseline_gflops) for r in shown], measured)
     budget = _series([finite(r.budget_gflops) for r in shown], measured)
-    top = _nice_top(max(measured + (baseline or []) + (budget or [])))
+    top = nice_top(max(measured + (baseline or []) + (budget or [])))
     labels = ", ".join(f'"{n}"' for n in names)
     lines = ["```mermaid", "xychart-beta", '    title "GFLOPs of changed tests"']
-    lines += [f"    x-axis [{labels}]", f'    y-axis "GFLOPs" 0 --> {_num(top)}']
-    lines.append("    bar [" + ", ".join(_num(v) for v in measured) + "]")
+    lines += [f"    x-axis [{labels}]", f'    y-axis "GFLOPs" 0 --> {plain_number(top)}']
+    lines.append("    bar [" + ", ".join(plain_number(v) for v in measured) + "]")
     legend = ["bars: this run"]
     for label, series in (("baseline", baseline), ("budget", budget)):
         if series is not None:
-            lines.append("    line [" + ", ".join(_num(v) for v in series) + "]")
+            lines.append("    line [" + ", ".join(plain_number(v) for v in series) + "]")
             legend.append(f"line {len(legend)}: {label}")
     lines.append("```")
     note = "; ".join(legend)
@@ -186,24 +174,12 @@ def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
 # -- environment and guidance
 
 
-def _counting_key(key: str) -> bool:
-    """Environment keys whose change can change FLOP counts."""
-    return key == "torch" or "counter" in key or key in ("torchprofile", "flops_per_mac")
-
-
 def env_warnings(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[str]:
     """One warning per counting-relevant key recorded in both environments with different values."""
-    if not baseline_env:
-        return []
-    lines = []
-    for key, value in env.items():
-        old = baseline_env.get(key)
-        if _counting_key(key) and old is not None and str(old) != str(value):
-            lines.append(
-                f"⚠️ baseline recorded with {key} {md_text(str(old))}, "
-                f"this run used {key} {md_text(str(value))}: counts may differ"
-            )
-    return lines
+    return [
+        f"⚠️ baseline recorded with {key} {md_text(old)}, this run used {key} {md_text(now)}: counts may differ"
+        for key, old, now in env_differences(env, baseline_env)
+    ]
 
 
 def _environment(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[str]:
