@@ -135,10 +135,6 @@ def _variable(value: Any) -> Variable:
     return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
 
 
-def _has_conv(module: Optional[nn.Module]) -> bool:
-    return module is None or any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
-
-
 def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
     """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
 
@@ -164,19 +160,11 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
 
     with module_hooks(module, enter, leave) as names, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # The conv fix is a dispatch mode (its first use imports torch._dynamo): only where convolutions may run.
-        fix = meta and _has_conv(module)
-        try:
-            with MetaTraceFix() if fix else nullcontext(), guard:
-                graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
-        except Exception as exc:
-            if not meta or fix or isinstance(exc, TraceTooLong):
-                raise
-            bound.kept.clear()
-            if budget is not None:
-                budget.reset()
-            with MetaTraceFix(), guard:
-                graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+        # The tracer records convolutions only where they reach aten::_convolution: not on meta (torch 2.13),
+        # nor on the CPU with torch 2.14 (a convolution missing from the trace would be a silent zero).
+        # The fix re-issues them so that they are recorded, on every device.
+        with MetaTraceFix(), guard:
+            graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
