@@ -109,7 +109,8 @@ class MetaTraceFix(TorchDispatchMode):
 
     The tracer does not record ``aten::convolution`` and expects it to reach
     ``aten::_convolution``; on meta its Python kernel returns early (and fails
-    on traced sizes), and with torch 2.14 the CPU kernel no longer passes there. Here it is re-issued as ``aten::_convolution`` with the
+    on traced sizes), and under any dispatch mode (a Python mode takes the call
+    below the tracer) the CPU kernel's ``_convolution`` is not recorded either. Here it is re-issued as ``aten::_convolution`` with the
     tracer re-enabled, so it is recorded and shaped like on CPU. Operators
     whose meta kernel refuses valid inputs get their output from shapes
     (:func:`meta_output`).

@@ -160,9 +160,9 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
 
     with module_hooks(module, enter, leave) as names, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # The tracer records convolutions only where they reach aten::_convolution: not on meta (torch 2.13),
-        # nor on the CPU with torch 2.14 (a convolution missing from the trace would be a silent zero).
-        # The fix re-issues them so that they are recorded, on every device.
+        # The tracer records a convolution only where it reaches aten::_convolution with tracing on: not on
+        # meta, and not once a dispatch mode (the operator budget) has taken the call below the tracer; a
+        # convolution missing from the trace would be a silent zero. The fix re-issues it so it is recorded.
         with MetaTraceFix(), guard:
             graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
