@@ -105,11 +105,12 @@ def meta_output(func: Any, args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
 
 
 class MetaTraceFix(TorchDispatchMode):
-    """Make TorchScript tracing record convolutions on meta tensors.
+    """Make TorchScript tracing record convolutions on every device.
 
     The tracer does not record ``aten::convolution`` and expects it to reach
     ``aten::_convolution``; on meta its Python kernel returns early (and fails
-    on traced sizes). Here it is re-issued as ``aten::_convolution`` with the
+    on traced sizes), and under any dispatch mode (a Python mode takes the call
+    below the tracer) the CPU kernel's ``_convolution`` is not recorded either. Here it is re-issued as ``aten::_convolution`` with the
     tracer re-enabled, so it is recorded and shaped like on CPU. Operators
     whose meta kernel refuses valid inputs get their output from shapes
     (:func:`meta_output`).

@@ -135,10 +135,6 @@ def _variable(value: Any) -> Variable:
     return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
 
 
-def _has_conv(module: Optional[nn.Module]) -> bool:
-    return module is None or any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
-
-
 def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
     """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
 
@@ -164,19 +160,11 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
 
     with module_hooks(module, enter, leave) as names, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # The conv fix is a dispatch mode (its first use imports torch._dynamo): only where convolutions may run.
-        fix = meta and _has_conv(module)
-        try:
-            with MetaTraceFix() if fix else nullcontext(), guard:
-                graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
-        except Exception as exc:
-            if not meta or fix or isinstance(exc, TraceTooLong):
-                raise
-            bound.kept.clear()
-            if budget is not None:
-                budget.reset()
-            with MetaTraceFix(), guard:
-                graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+        # The tracer records a convolution only where it reaches aten::_convolution with tracing on: not on
+        # meta, and not once a dispatch mode (the operator budget) has taken the call below the tracer; a
+        # convolution missing from the trace would be a silent zero. The fix re-issues it so it is recorded.
+        with MetaTraceFix(), guard:
+            graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
