@@ -14,8 +14,8 @@ import torch.utils._pytree as pytree
 from torch.nn.parameter import UninitializedTensorMixin
 from torchprofile.ir import Node, Variable
 
-from . import rules
-from .metadevice import MetaTraceFix, all_meta, meta_init, to_meta, weights_on_meta
+from . import fastmeta, rules
+from .metadevice import all_meta, meta_init, to_meta, weights_on_meta
 from .result import FlopResult
 
 __all__ = ["COUNTERS", "MODES", "MetaCountError", "count", "meta_init", "warm_up"]
@@ -210,16 +210,16 @@ def _trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwa
 
     with _module_hooks(module, enter, leave) as names, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # The conv fix is a dispatch mode (its first use imports torch._dynamo): only where convolutions may run.
+        # On meta: fast output shapes and traceable convolutions (fastmeta.meta_mode).
         fix = meta and _has_conv(module)
         try:
-            with MetaTraceFix() if fix else nullcontext():
+            with fastmeta.meta_mode(fix) if meta else nullcontext():
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
         except Exception:
             if not meta or fix:
                 raise
             bound.kept.clear()
-            with MetaTraceFix():
+            with fastmeta.meta_mode(True):
                 graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
@@ -290,7 +290,7 @@ def _flop_counter(fn: Callable[..., Any], module: Optional[nn.Module], args: tup
         mapping[cpu_sdpa] = _cpu_sdpa_flops
     with _module_hooks(module, stack.append, lambda output: _pop(stack)) as found:
         names.extend(found)
-        with Counter(display=False, custom_mapping=mapping):
+        with fastmeta.meta_mode(False) if meta else nullcontext(), Counter(display=False, custom_mapping=mapping):
             fn(*args, **kwargs)
     return tally
 

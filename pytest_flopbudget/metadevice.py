@@ -79,27 +79,34 @@ def _tracer_bit() -> int:
     raise RuntimeError("cannot find the Tracer dispatch key")
 
 
+def traced_convolution(args: tuple) -> torch.Tensor:
+    """``aten::convolution`` re-issued as ``aten::_convolution`` with the tracer re-enabled, so it is recorded."""
+    global _TRACER_BIT
+    if _TRACER_BIT is None:
+        _TRACER_BIT = _tracer_bit()
+    exclude = torch._C._dispatch_tls_local_exclude_set()
+    keep = torch._C.DispatchKeySet.from_raw_repr(exclude.raw_repr() & ~_TRACER_BIT)
+    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), keep):
+        # benchmark, deterministic, cudnn_enabled, allow_tf32
+        return _aten._convolution.default(*args, False, False, True, True)
+
+
+_TRACER_BIT: Optional[int] = None
+
+
 class MetaTraceFix(TorchDispatchMode):
     """Make TorchScript tracing record convolutions on meta tensors.
 
     The tracer does not record ``aten::convolution`` and expects it to reach
     ``aten::_convolution``; on meta its Python kernel returns early (and fails
     on traced sizes). Here it is re-issued as ``aten::_convolution`` with the
-    tracer re-enabled, so it is recorded and shaped like on CPU.
+    tracer re-enabled (:func:`traced_convolution`), so it is recorded and shaped like on CPU.
     """
-
-    _bit: Optional[int] = None
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:
-            if MetaTraceFix._bit is None:
-                MetaTraceFix._bit = _tracer_bit()
-            exclude = torch._C._dispatch_tls_local_exclude_set()
-            keep = torch._C.DispatchKeySet.from_raw_repr(exclude.raw_repr() & ~MetaTraceFix._bit)
-            with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), keep):
-                # benchmark, deterministic, cudnn_enabled, allow_tf32
-                return _aten._convolution.default(*args, False, False, True, True)
+            return traced_convolution(args)
         return func(*args, **kwargs)
 
 
