@@ -76,15 +76,32 @@ def unregister_rule(operator: str) -> None:
     RULES.pop(_key(operator), None)
 
 
+def resolve(operator: str) -> Optional[str]:
+    """The registry key that prices ``operator``: its own, else (for an in-place ``aten::leaky_relu_``)
+    that of its out-of-place form, which computes the same; ``None`` when no rule applies."""
+    key = _key(operator)
+    if key in RULES:
+        return key
+    if key.endswith("_") and not key.endswith("__") and key[:-1] in RULES:
+        return key[:-1]
+    return None
+
+
 def has_rule(operator: str) -> bool:
-    """Whether ``operator`` is priced (including known-free operators)."""
-    return _key(operator) in RULES
+    """Whether ``operator`` is priced (including known-free operators and in-place forms of priced ones)."""
+    return resolve(operator) is not None
+
+
+def is_free(operator: str) -> bool:
+    """Whether ``operator`` is known to cost nothing (so no node needs to be built to price it)."""
+    key = resolve(operator)
+    return key is not None and RULES[key] is None
 
 
 def price(node: Node) -> Optional[int]:
     """MACs of ``node``, or ``None`` when no rule applies or the rule fails."""
-    key = _key(node.operator)
-    if key not in RULES:
+    key = resolve(node.operator)
+    if key is None:
         return None
     fn = RULES[key]
     if fn is None:
@@ -358,6 +375,55 @@ def _upsample_trilinear(node: Node) -> int:
 def _upsample_bicubic(node: Node) -> int:
     return 16 * _numel(node.outputs[0])
 
+
+# ---- dispatch-level names (what composite operators decompose into) ----------
+
+
+@rule("aten::native_layer_norm")
+def _native_layer_norm(node: Node) -> int:
+    """layer_norm as dispatched: numel(out) when a weight is given (inputs: x, shape, weight, bias, eps)."""
+    return _numel(node.outputs[0]) if node.inputs[2].shape is not None else 0
+
+
+@rule(
+    "aten::native_batch_norm",
+    "aten::_native_batch_norm_legit",
+    "aten::_native_batch_norm_legit_no_training",
+    "aten::_native_batch_norm_legit_functional",
+    "aten::_batch_norm_with_update",
+    "aten::_batch_norm_no_update",
+    "aten::cudnn_batch_norm",
+    "aten::native_group_norm",
+)
+def _dispatched_norm(node: Node) -> int:
+    """batch/instance/group norm as dispatched: numel(out) when a weight (input 1) is given, like the trace's."""
+    return _numel(node.outputs[0]) if node.inputs[1].shape is not None else 0
+
+
+@rule("aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d")
+def _adaptive_avg_pool(node: Node) -> int:
+    """adaptive_avg_pool2d/3d as dispatched: one MAC per output element (torchprofile's pooling convention)."""
+    return _numel(node.outputs[0])
+
+
+register_rule("aten::grid_sampler_2d", HANDLER_MAP["aten::grid_sampler"])
+register_rule("aten::grid_sampler_3d", HANDLER_MAP["aten::grid_sampler"])
+
+zero_cost(
+    "aten::_softmax", "aten::_log_softmax", "aten::_safe_softmax", "aten::_to_copy", "aten::_local_scalar_dense",
+    "aten::empty_strided", "aten::new_empty_strided", "aten::_reshape_alias", "aten::lift_fresh_copy",
+    "aten::split_with_sizes_copy", "aten::unbind_copy", "aten::slice_copy", "aten::select_copy",
+    "aten::transpose_copy", "aten::t_copy", "aten::unsqueeze_copy", "aten::squeeze_copy", "aten::alias_copy",
+    "aten::detach_copy", "aten::_fused_sdp_choice", "aten::sym_size", "aten::sym_numel", "aten::sym_stride",
+    "aten::is_same_size", "aten::_has_compatible_shallow_copy_type", "aten::set_", "aten::resize_",
+    "aten::as_strided_", "aten::_unsafe_index", "aten::_unsafe_index_put", "aten::index_copy",
+    "aten::index_copy_", "aten::index_add", "aten::index_add_", "aten::index_fill", "aten::index_fill_",
+    "aten::gather", "aten::masked_fill", "aten::where", "aten::_assert_async", "aten::_assert_tensor_metadata",
+    "aten::_functional_sym_constrain_range", "aten::sym_constrain_range_for_size",
+    "aten::_embedding_bag", "aten::embedding_dense_backward",
+    # profiler markers (optimizers record their step)
+    "profiler::_record_function_enter", "profiler::_record_function_enter_new", "profiler::_record_function_exit",
+)
 
 zero_cost(
     # views, copies and shape plumbing

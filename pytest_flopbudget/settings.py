@@ -50,7 +50,7 @@ OPTIONS = (
     Option("rel", "fraction", 0.0, "allowed growth over the baseline as a fraction (0.02) or percentage (2%%); default 0", metavar="REL"),
     Option("abs", "number", 0.0, "allowed growth over the baseline in GFLOPs; default 0", metavar="GFLOPS"),
     Option("missing", "choice", "auto", "a test without baseline entry: fail, warn, or auto (fail when $CI is set, else warn)", ("fail", "warn", "auto")),
-    Option("counter", "choice", "torchprofile", "counting engine: torchprofile (default) or flop_counter (torch.utils.flop_counter)", ("torchprofile", "flop_counter")),
+    Option("counter", "choice", "torchprofile", "how operators are captured: torchprofile (default, the TorchScript trace) or flop_counter (every dispatched aten op, as FlopCounterMode sees them); both priced by one rule registry", ("torchprofile", "flop_counter")),
     Option("mode", "choice", "auto", "where to count: auto (meta device, real run only when the model needs values), meta, or real", ("auto", "meta", "real")),
     Option("top", "int", 5, "how many modules a failure message lists; default 5", metavar="N"),
     Option("github", "choice", "auto", "GitHub Actions output (step summary, ::error annotations): auto (when $GITHUB_ACTIONS is true) or off", ("auto", "off")),

@@ -197,7 +197,9 @@ def test_transformer_encoder_layer_eval() -> None:
     s, e, ff = 5, 8, 32
     layer = nn.TransformerEncoderLayer(e, 2, ff, batch_first=True).eval()
     result = count(layer, (torch.randn(1, s, e),), {}, counter="flop_counter")
-    assert result.macs == 3 * s * e * e + 2 * s * s * e + s * e * e + 2 * s * e * ff
+    norms = 2 * s * e  # two affine layer norms, numel(out) each
+    assert result.macs == 3 * s * e * e + 2 * s * s * e + s * e * e + 2 * s * e * ff + norms
+    assert count(layer, (torch.randn(1, s, e),), {}).macs == result.macs
 
 
 # ---- modes -----------------------------------------------------------------------------------
@@ -309,17 +311,17 @@ def test_by_module_paths_are_exclusive(counter: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["meta", "real"])
-def test_counters_agree_on_matmul_macs(mode: str) -> None:
-    """torchprofile also prices affine norms (numel) and elementwise mul; FlopCounterMode only matmul-type ops."""
+def test_counters_agree(mode: str) -> None:
+    """One registry over two captures: the trace and the dispatch capture give the same MACs."""
     model = Tiny(depth=2, d=D)
     x = torch.randn(1, T, D)
     tp = count(model, (x,), {}, mode=mode)
     fc = count(model, (x,), {}, counter="flop_counter", mode=mode)
     expected = 2 * block_matmul_macs(T, D)
-    layer_norms = 2 * 2 * T * D
-    assert fc.macs == expected
-    assert tp.macs == expected + layer_norms
-    assert tp.by_operator["aten::layer_norm"] == layer_norms
+    layer_norms = 2 * 2 * T * D  # affine layer norms: numel(out) each, two per block
+    assert tp.macs == fc.macs == expected + layer_norms
+    assert tp.by_operator["aten::layer_norm"] == fc.by_operator["aten::layer_norm"] == layer_norms
+    assert tp.by_module == fc.by_module
     assert (tp.unpriced, fc.unpriced) == ({}, {})
 
 
@@ -329,4 +331,8 @@ def test_warm_up_loads_the_lazy_modules() -> None:
     from pytest_flopbudget.counting import warm_up
 
     warm_up()
-    assert "torch.utils.flop_counter" in sys.modules
+    before = set(sys.modules)
+    for counter in COUNTERS:
+        for mode in ("meta", "real"):
+            count(Tiny(depth=1, d=D), (torch.randn(1, T, D),), {}, counter=counter, mode=mode)
+    assert set(sys.modules) - before == set()

@@ -28,9 +28,16 @@ class Fn(nn.Module):
 
 
 def macs_of(fn: Callable[..., Any], *args: Any, mode: str = "meta") -> int:
-    """MACs of fn(*args) through the torchprofile counter; fails on any unpriced operator."""
-    result = count(fn if isinstance(fn, nn.Module) else Fn(fn), args, {}, mode=mode)
+    """MACs of fn(*args) through the torchprofile counter; fails on any unpriced operator.
+
+    The dispatch capture (``counter="flop_counter"``) must give the same MACs: one registry, two captures.
+    """
+    model = fn if isinstance(fn, nn.Module) else Fn(fn)
+    result = count(model, args, {}, mode=mode)
     assert result.unpriced == {}
+    seen = count(model, args, {}, mode=mode, counter="flop_counter")
+    assert seen.unpriced == {}, seen.unpriced
+    assert seen.macs == result.macs, (seen.by_operator, result.by_operator)
     return result.macs
 
 

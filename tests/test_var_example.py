@@ -28,6 +28,17 @@ def test_committed_baseline_matches_the_suite(pytester: pytest.Pytester, monkeyp
     result.stdout.fnmatch_lines(["*0 over-budget, 0 regressed, 0 new, 0 improved, 15 ok*"])
 
 
+def test_dispatch_capture_matches_the_committed_trace_counts(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One registry, two captures: the dispatch counter reproduces the baseline the trace recorded, exactly.
+
+    (d16 here to keep the suite fast; all 15 agree: ``--flop-counter=flop_counter`` in examples/var.)"""
+    monkeypatch.setenv("CI", "true")
+    copy_example(pytester)
+    result = pytester.runpytest_subprocess("var/test_var_flops.py", "-k", "d16", "--flop-report", "--flop-counter=flop_counter")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*0 over-budget, 0 regressed, 0 new, 0 improved, 3 ok*"])
+
+
 def test_one_more_hidden_unit_per_block_fails_the_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     var = copy_example(pytester)

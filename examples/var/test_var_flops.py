@@ -15,6 +15,8 @@ from collections import Counter
 import pytest
 
 import analytic
+from pytest_flopbudget import conventions
+
 from model import RELEASED, VARGenerate, VARImageForward, build_released, build_vqvae, dummy_inputs
 
 # GFLOPs ceilings per released model: measured values are
@@ -29,7 +31,6 @@ BUDGETS = {
     "d36-s": {"forward": 12250, "image": 13150, "generate": 24900},
 }
 BICUBIC_MACS_PER_OUTPUT = 16  # what pytest-flopbudget charges for aten::upsample_bicubic2d
-MATMUL_OPS = {"aten::linear", "aten::matmul", "aten::addmm", "aten::bmm", "aten::scaled_dot_product_attention", "aten::_convolution"}
 
 
 def cases(kind: str) -> list:
@@ -45,7 +46,7 @@ def check_analytic(by_operator: dict[str, int], cost: analytic.Cost, bicubic_out
     the rest is exactly the elementwise work the counter prices (modulation muls, norms, resizes)."""
     by_op = Counter(by_operator)
     bicubic = by_op.pop("aten::upsample_bicubic2d", 0)
-    matmul = sum(macs for op, macs in by_op.items() if op in MATMUL_OPS)
+    matmul = sum(macs for op, macs in by_op.items() if conventions.is_costly(op))
     assert matmul == cost.exact
     assert sum(by_op.values()) - matmul == cost.elementwise
     assert bicubic == BICUBIC_MACS_PER_OUTPUT * bicubic_outputs

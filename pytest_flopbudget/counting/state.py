@@ -1,0 +1,168 @@
+"""The model-state guard: counting leaves every tensor a model holds as it was, also when the model raises.
+
+A forward pass may change what it finds in the model: cache tensors in plain
+attributes (torchvision's ``AnchorGenerator`` keeps its anchors in a list and
+replaces them with tensors on the input's device, meta included), update
+buffers in place (``BatchNorm`` running statistics in training mode), add an
+attribute. :func:`guard` snapshots, for every submodule, its train/eval flag,
+its parameters and buffers, and every tensor reachable from its other
+attributes through lists, tuples and dicts, and puts all of it back on exit:
+the same objects in the same places, on the same device, with the same values.
+Lists and dicts in attributes get their contents back (an empty cache stays
+empty). Attributes a pass added are removed. Lazy modules (``nn.LazyLinear``)
+are left to be built by the pass, as their first forward would.
+
+Values are copied beforehand only where a pass may write them in place and
+the guard could not otherwise restore them: buffers and attribute tensors on a
+real pass (``copy_values=True``). Parameters are never copied; one written in
+place by the model (seen by its version counter) is reported in the notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parameter import UninitializedTensorMixin
+
+__all__ = ["guard"]
+
+_INTERNAL = frozenset(nn.Module().__dict__) | {"_parameters", "_buffers", "_modules"}
+_DEPTH = 4  # how deep lists/tuples/dicts are searched for tensors
+
+
+def _holds_tensor(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if depth >= _DEPTH:
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v, depth + 1) for v in value.values())
+    return False
+
+
+def _version(t: torch.Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors have no version counter (and cannot be written outside inference)
+        return -1
+
+
+class _TensorState:
+    """One tensor: its data (an alias: restores device and shape if ``.data`` was swapped), version, values."""
+
+    def __init__(self, t: torch.Tensor, copy_values: bool) -> None:
+        self.tensor = t
+        self.data = t.data
+        self.version = _version(t)
+        self.values = t.detach().clone() if copy_values and not t.is_meta else None
+
+    def restore(self) -> bool:
+        """Put the tensor back; False when it was written in place and no copy was kept."""
+        t = self.tensor
+        if t.device != self.data.device or t.shape != self.data.shape or t.dtype != self.data.dtype:
+            t.data = self.data
+        if self.values is not None:  # kernels such as batch norm's update buffers without a version bump
+            with torch.no_grad():
+                t.data = self.data
+                t.copy_(self.values)
+            return True
+        return _version(t) == self.version
+
+
+def _snapshot(value: Any, copy_values: bool, depth: int = 0) -> Any:
+    """What ``_put_back`` needs to restore a value and the containers (and tensors) inside it."""
+    if isinstance(value, torch.Tensor):
+        return _TensorState(value, copy_values)
+    if depth >= _DEPTH:
+        return None
+    if isinstance(value, list):
+        return ("list", list(value), [_snapshot(v, copy_values, depth + 1) for v in value])
+    if isinstance(value, tuple):
+        return ("tuple", None, [_snapshot(v, copy_values, depth + 1) for v in value])
+    if isinstance(value, dict):
+        return ("dict", dict(value), {k: _snapshot(v, copy_values, depth + 1) for k, v in value.items()})
+    return None
+
+
+def _put_back(container: Any, snap: Any, lost: list[str], where: str) -> None:
+    if snap is None:
+        return
+    if isinstance(snap, _TensorState):
+        if not snap.restore():
+            lost.append(where)
+        return
+    kind, contents, inner = snap
+    if kind == "list":
+        container[:] = contents
+        for item, s in zip(contents, inner):
+            _put_back(item, s, lost, where)
+    elif kind == "tuple":
+        for item, s in zip(container, inner):
+            _put_back(item, s, lost, where)
+    else:
+        container.clear()
+        container.update(contents)
+        for key, s in inner.items():
+            _put_back(contents[key], s, lost, where)
+
+
+class _ModuleState:
+    def __init__(self, name: str, module: nn.Module, copy_values: bool) -> None:
+        self.name = name
+        self.module = module
+        self.training = module.training
+        self.params = {k: (p, _TensorState(p, False)) for k, p in module._parameters.items() if p is not None}
+        self.buffers = {k: (b, _TensorState(b, copy_values)) for k, b in module._buffers.items() if b is not None}
+        self.keys = set(module.__dict__)
+        self.attributes = {
+            k: (v, _snapshot(v, copy_values))
+            for k, v in module.__dict__.items()
+            if k not in _INTERNAL and (_holds_tensor(v) or isinstance(v, (list, tuple, dict)))
+        }
+
+    def restore(self, lost: list[str]) -> None:
+        module, prefix = self.module, f"{self.name}." if self.name else ""
+        module.training = self.training
+        for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
+            for key, (t, state) in saved.items():
+                store[key] = t
+                if not state.restore():
+                    lost.append(prefix + key)
+        for key, (value, snap) in self.attributes.items():
+            module.__dict__[key] = value
+            _put_back(value, snap, lost, prefix + key)
+        for key in set(module.__dict__) - self.keys:
+            if key not in _INTERNAL:
+                del module.__dict__[key]
+
+
+def _is_lazy(module: nn.Module) -> bool:
+    tensors = list(module._parameters.values()) + list(module._buffers.values())
+    return any(isinstance(t, UninitializedTensorMixin) for t in tensors)
+
+
+@contextmanager
+def guard(module: Optional[nn.Module], copy_values: bool = False) -> Iterator[list[str]]:
+    """Restore ``module``'s whole tensor state on exit (see the module docstring); yields a list that
+    receives a note per tensor that was written in place and could not be restored."""
+    modules = module.named_modules() if module is not None else []
+    # A lazy module is built by its first pass (its class changes): that is the user's first forward, kept.
+    states = [_ModuleState(name, m, copy_values) for name, m in modules if not _is_lazy(m)]
+    notes: list[str] = []
+    try:
+        yield notes
+    finally:
+        lost: list[str] = []
+        for state in states:
+            state.restore(lost)
+        if lost:
+            notes.append(
+                f"the model wrote {len(lost)} tensor(s) in place while being counted ({', '.join(lost[:3])}"
+                f"{', ...' if len(lost) > 3 else ''}); they keep their new values"
+            )

@@ -1,0 +1,66 @@
+"""What both captures fill in: the running tally, and which module is running (forward hooks)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import torch.nn as nn
+
+
+@dataclasses.dataclass
+class Tally:
+    """MACs counted so far: in all, per module path ("" for code outside any submodule), per operator.
+
+    ``unpriced`` maps each operator no rule could price to the number of its calls.
+    """
+
+    macs: int = 0
+    by_module: dict[str, int] = dataclasses.field(default_factory=dict)
+    by_operator: dict[str, int] = dataclasses.field(default_factory=dict)
+    unpriced: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, module: str, operator: str, macs: int) -> None:
+        if macs:
+            self.macs += macs
+            self.by_module[module] = self.by_module.get(module, 0) + macs
+            self.by_operator[operator] = self.by_operator.get(operator, 0) + macs
+
+    def miss(self, operator: str) -> None:
+        self.unpriced[operator] = self.unpriced.get(operator, 0) + 1
+
+
+def _pre_hook(enter: Callable[[int], None], index: int) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any) -> None:
+        enter(index)
+
+    return hook
+
+
+def _post_hook(leave: Callable[[Any], None]) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        leave(output)
+
+    return hook
+
+
+@contextmanager
+def module_hooks(module: Optional[nn.Module], enter: Callable[[int], None], leave: Callable[[Any], None]) -> Iterator[list[str]]:
+    """Call ``enter(i)``/``leave(output)`` around the forward of the i-th named submodule; yields the names."""
+    names: list[str] = []
+    handles = []
+    try:
+        if module is not None:
+            for name, sub in module.named_modules():
+                if not name:
+                    continue
+                index = len(names)
+                names.append(name)
+                handles.append(sub.register_forward_pre_hook(_pre_hook(enter, index)))
+                handles.append(sub.register_forward_hook(_post_hook(leave), always_call=True))
+        yield names
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,119 @@
+"""Counting never changes the model: parameters, buffers, cached tensors in attributes, train/eval state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from pytest_flopbudget.counting import COUNTERS, count
+from pytest_flopbudget.counting.state import guard
+
+MODES = ["auto", "meta", "real"]
+
+
+class CachingDetector(nn.Module):
+    """Like torchvision's AnchorGenerator: anchors cached in a list attribute, moved to the input's device
+    during forward; a dict cache and a new attribute; a data-dependent proposal count (meta cannot run it)."""
+
+    def __init__(self, data_dependent: bool = True) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 4)
+        self.norm = nn.BatchNorm1d(4)
+        self.cell_anchors = [torch.arange(12.0).reshape(3, 4)]
+        self.cache: dict[str, torch.Tensor] = {}
+        self.data_dependent = data_dependent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cell_anchors = [a.to(device=x.device, dtype=x.dtype) for a in self.cell_anchors]
+        self.cache["features"] = x
+        self.seen = x.shape
+        self.last_input = x
+        y = self.norm(self.head(x)) + self.cell_anchors[0].sum(0)
+        if self.data_dependent:
+            keep = int((y > 0).sum().item()) % 3 + 1  # needs real values
+            y = y[:keep]
+        return y
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "anchors": [(id(a), a.device, a.clone()) for a in model.cell_anchors],
+        "list": id(model.cell_anchors),
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "ids": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
+        "training": [m.training for m in model.modules()],
+        "keys": set(model.__dict__),
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert [(i, d) for i, d, _ in after["anchors"]] == [(i, d) for i, d, _ in before["anchors"]]
+    assert all(torch.equal(a, b) for (_, _, a), (_, _, b) in zip(after["anchors"], before["anchors"]))
+    assert after["list"] == before["list"] and model.cache == {}
+    assert after["ids"] == before["ids"]
+    assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())
+    assert after["training"] == before["training"]
+    assert after["keys"] == before["keys"]
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_cached_anchors_and_buffers_survive_counting(counter: str, mode: str) -> None:
+    torch.manual_seed(0)
+    model = CachingDetector(data_dependent=mode != "meta").train()  # train: batch norm updates its stats
+    x = torch.randn(5, 4)
+    before = snapshot(model)
+    result = count(model, (x,), {}, counter=counter, mode=mode)
+    assert result.macs >= 5 * 4 * 4  # the head: 5 rows x Linear(4, 4)
+    assert_unchanged(model, before)
+    # a real forward afterwards gives what it gave before counting (fresh copies: the forward updates stats)
+    twin = CachingDetector(data_dependent=mode != "meta").train()
+    twin.load_state_dict(model.state_dict())
+    assert torch.equal(model(x), twin(x))
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_state_is_restored_when_the_model_raises(counter: str) -> None:
+    class Fails(CachingDetector):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            super().forward(x)
+            raise ValueError("boom after caching")
+
+    model = Fails(data_dependent=False).train()
+    before = snapshot(model)
+    for mode in MODES:
+        with pytest.raises(Exception, match="boom after caching"):
+            count(model, (torch.randn(5, 4),), {}, counter=counter, mode=mode)
+        assert_unchanged(model, before)
+
+
+def test_auto_mode_falls_back_with_the_anchors_back_on_cpu() -> None:
+    """The meta pass caches meta anchors and fails on .item(); the real pass must find CPU anchors."""
+    model = CachingDetector().eval()
+    x = torch.randn(5, 4)
+    expected = model(x)
+    model.cache.clear()
+    del model.seen, model.last_input
+    result = count(model, (x,), {})
+    assert result.mode == "real" and "meta" in result.notes[0]
+    assert model.cell_anchors[0].device.type == "cpu"
+    assert torch.equal(model(x), expected)
+
+
+def test_a_parameter_written_in_place_is_reported() -> None:
+    class Writes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                self.w.add_(1)
+            return x * self.w
+
+    model = Writes()
+    with guard(model) as notes:
+        model(torch.ones(2))
+    assert len(notes) == 1 and "w" in notes[0] and "in place" in notes[0]
