@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, Optional
 
 import torch
@@ -97,6 +97,19 @@ def _has_conv(module: Optional[nn.Module]) -> bool:
     return module is None or any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
 
 
+@contextmanager
+def _no_tracer_warnings() -> Iterator[None]:
+    """TracerWarnings (and any other warning) are not shown; the tracer does not even make them."""
+    before = torch._C._jit_get_tracer_state_warn()
+    torch._C._jit_set_tracer_state_warn(False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch._C._jit_set_tracer_state_warn(before)
+
+
 def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> tuple[Any, list[str]]:
     """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule."""
     bound = _Bound(fn, module, args, kwargs)
@@ -113,8 +126,7 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         if state is not None:
             state.pop_scope()
 
-    with module_hooks(module, enter, leave) as names, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with module_hooks(module, enter, leave) as names, _no_tracer_warnings():
         # On meta: fast output shapes and traceable convolutions (fastmeta.meta_mode).
         fix = meta and _has_conv(module)
         try:
@@ -140,12 +152,16 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
     """Trace one call of ``fn`` and price every node with the registry."""
     graph, names = trace_graph(fn, module, args, kwargs, meta)
     tally = Tally()
+    status: dict[str, Optional[bool]] = {}  # operator -> free (True), priced (False), unpriced (None)
     for jit_node in graph.nodes():
         operator = jit_node.kind().lower()
-        if not rules.has_rule(operator):
+        if operator not in status:
+            status[operator] = rules.is_free(operator) if rules.has_rule(operator) else None
+        free = status[operator]
+        if free is None:
             tally.miss(operator)
             continue
-        if rules.is_free(operator):
+        if free:
             continue
         node = Node(
             operator=operator,
