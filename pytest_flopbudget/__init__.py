@@ -10,7 +10,7 @@ from typing import Any
 from .result import FlopResult, Record
 
 __version__ = "0.1.0"
-__all__ = ["FlopResult", "Record", "measure", "meta_init", "register_rule", "__version__"]
+__all__ = ["FlopResult", "Record", "fast_meta", "measure", "meta_init", "register_rule", "__version__"]
 
 
 def measure(model: Any, *args: Any, **kwargs: Any) -> FlopResult:
@@ -26,11 +26,15 @@ def measure(model: Any, *args: Any, **kwargs: Any) -> FlopResult:
 
 
 def __getattr__(name: str) -> Any:
-    # meta_init and register_rule live in torch-importing modules; load them on first access.
+    # meta_init, fast_meta and register_rule live in torch-importing modules; load them on first access.
     if name == "meta_init":
         from .counting import meta_init
 
         return meta_init
+    if name == "fast_meta":
+        from .fastmeta import building
+
+        return building
     if name == "register_rule":
         from .rules import register_rule
 

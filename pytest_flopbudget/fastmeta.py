@@ -14,7 +14,11 @@ mixed dtypes, integer arithmetic, non-meta tensors, ``out=``), to torch's own ke
 Each shape function reproduces torch's meta kernel exactly (shape, strides, dtype), or
 returns ``None`` to fall back; ``tests/test_fastmeta.py`` compares them with torch's
 kernels over many shapes, layouts and dtypes. Views and in-place operators always take
-torch's path (their outputs alias their inputs).
+torch's path (their outputs alias their inputs), except the in-place fills that initialise
+weights (``uniform_``, ``normal_``, ``fill_``, ``zero_``), which on meta change nothing.
+
+:func:`building` is the same mode for user code: ``with building(), torch.device("meta"):``
+builds a model on meta without torch's Python kernels for its initialisation.
 
 Under the TorchScript tracer the mode also makes meta convolutions traceable (what
 :class:`~pytest_flopbudget.metadevice.MetaTraceFix` does). ``FLOPBUDGET_FAST_META=0`` in
@@ -36,13 +40,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .metadevice import MetaTraceFix, traced_convolution
 
-__all__ = ["FastMeta", "SHAPES", "enabled", "meta_mode", "plain"]
+__all__ = ["FastMeta", "SHAPES", "building", "enabled", "meta_mode", "plain"]
 
 aten = torch.ops.aten
 
 _FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 _LOW = frozenset({torch.float16, torch.bfloat16})  # computed in float32 by torch's kernels
 _NUMBERS = (bool, int, float)
+_COMPARABLE = _FLOATS | {torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool}
 _PLAIN = {torch.Tensor, torch.nn.Parameter}
 _off = False
 
@@ -83,6 +88,13 @@ def meta_mode(trace_fix: bool = True) -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+
+
+@contextmanager
+def building() -> Iterator[None]:
+    """Run a block (e.g. building a model on meta) under :class:`FastMeta`; a no-op when the fast path is off."""
+    with FastMeta() if enabled() else nullcontext():
+        yield
 
 
 class FastMeta(TorchDispatchMode):
@@ -325,28 +337,50 @@ def _unary(self: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
     found = _float_operands((self, *rest))
     if found is None or len(found[0]) != 1 or kwargs.keys() - {"approximate", "alpha"}:
         return None
+    if not _dense(self.shape, self.stride()):
+        return None  # composite kernels re-derive the layout at each step: torch decides
     out = _elementwise(found[0], found[1])
-    if out is not None and out.stride() != self.stride() and _dense(self.shape, self.stride()):
+    if out is not None and out.stride() != self.stride():
         return None  # some kernels keep a dense input's strides, others re-derive them: ambiguous here
     return out
 
 
-def _binary(self: Any, other: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
-    if rest or kwargs.keys() - {"alpha"}:
-        return None
-    found = _float_operands((self, other, kwargs.get("alpha")))
+def _arithmetic(self: Any, other: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
+    """add/sub/mul/div: ``other`` a tensor or a Python number (a wrapped scalar arrives as one)."""
+    if rest or kwargs.keys() - {"alpha"} or kwargs.get("alpha", 1) != 1:
+        return None  # torch scales ``other`` first, into a layout of its own
+    found = _float_operands((self, other))
     if found is None:
         return None
     return _elementwise(found[0], found[1])
 
 
+def _binary(self: Any, other: Any) -> Optional[torch.Tensor]:
+    """Two tensors (maximum, minimum, pow)."""
+    if not isinstance(other, torch.Tensor):
+        return None
+    return _arithmetic(self, other)
+
+
 def _compare(self: Any, other: Any) -> Optional[torch.Tensor]:
+    """lt/le/gt/ge/eq/ne of two tensors (``.Tensor``) or a tensor and a number (``.Scalar``)."""
     tensors = [t for t in (self, other) if isinstance(t, torch.Tensor)]
-    if not all(_meta(t) and t.dtype in _FLOATS for t in tensors):
+    dtype = self.dtype
+    if not all(_meta(t) and t.dtype == dtype for t in tensors) or dtype not in _COMPARABLE:
         return None
     if not isinstance(other, (torch.Tensor, *_NUMBERS)):
         return None
+    if dtype not in _FLOATS and isinstance(other, float):
+        return None  # an integer tensor against a float: torch converts it first, into a layout of its own
     return _elementwise(tensors, torch.bool)
+
+
+def _compare_tensors(self: Any, other: Any) -> Optional[torch.Tensor]:
+    return _compare(self, other) if isinstance(other, torch.Tensor) else None
+
+
+def _compare_number(self: Any, other: Any) -> Optional[torch.Tensor]:
+    return None if isinstance(other, torch.Tensor) else _compare(self, other)
 
 
 shape_fn(
@@ -358,19 +392,26 @@ shape_fn(
     aten.div.Scalar, aten.rsub.Scalar, aten.leaky_relu.default, aten.hardtanh.default, aten.elu.default,
     aten.softplus.default, aten.mish.default, aten.hardswish.default, aten.hardsigmoid.default,
 )(_unary)
-shape_fn(
-    aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.maximum.default,
-    aten.minimum.default, aten.pow.Tensor_Tensor,
-)(_binary)
+shape_fn(aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor)(_arithmetic)
+shape_fn(aten.maximum.default, aten.minimum.default, aten.pow.Tensor_Tensor)(_binary)
+shape_fn(aten.lt.Tensor, aten.le.Tensor, aten.gt.Tensor, aten.ge.Tensor, aten.eq.Tensor, aten.ne.Tensor)(_compare_tensors)
+shape_fn(aten.lt.Scalar, aten.le.Scalar, aten.gt.Scalar, aten.ge.Scalar, aten.eq.Scalar, aten.ne.Scalar)(_compare_number)
 
 
 @shape_fn(aten.rsub.Tensor)
 def _rsub(self: Any, other: Any, *, alpha: Any = 1) -> Optional[torch.Tensor]:
-    return _binary(other, self, alpha=alpha)  # other - alpha * self: the layout follows ``other`` first
-shape_fn(
-    aten.lt.Tensor, aten.le.Tensor, aten.gt.Tensor, aten.ge.Tensor, aten.eq.Tensor, aten.ne.Tensor,
-    aten.lt.Scalar, aten.le.Scalar, aten.gt.Scalar, aten.ge.Scalar, aten.eq.Scalar, aten.ne.Scalar,
-)(_compare)
+    if not isinstance(other, torch.Tensor):
+        return None
+    return _arithmetic(other, self, alpha=alpha)  # other - alpha * self: the layout follows ``other`` first
+
+
+@shape_fn(aten.bitwise_not.default, aten.logical_not.default)
+def _not(self: Any) -> Optional[torch.Tensor]:
+    """~mask: a dense bool tensor keeps its layout."""
+    if not (_meta(self) and self.dtype == torch.bool and _dense(self.shape, self.stride())):
+        return None
+    out = _elementwise([self], torch.bool)
+    return out if out is not None and out.stride() == self.stride() else None
 
 
 @shape_fn(aten.clamp.default)
@@ -662,3 +703,31 @@ def _upsample_interp(x: Any, output_size: Any, align_corners: bool, *scales: Any
 @shape_fn(aten.upsample_nearest2d.default)
 def _upsample_nearest(x: Any, output_size: Any, *scales: Any) -> Optional[torch.Tensor]:
     return _resize(x, output_size)
+
+
+# ---- in-place fills (initialising weights on meta) ----------------------------------------
+# On meta there is nothing to fill: these return ``self`` after torch's own argument checks.
+
+
+def _fillable(t: Any) -> bool:
+    return _meta(t) and t.dtype in _FLOATS
+
+
+@shape_fn(aten.uniform_.default)
+def _uniform(self: Any, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> Optional[torch.Tensor]:
+    return self if _fillable(self) and low <= high else None
+
+
+@shape_fn(aten.normal_.default)
+def _normal(self: Any, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Optional[torch.Tensor]:
+    return self if _fillable(self) and std >= 0 else None
+
+
+@shape_fn(aten.fill_.Scalar)
+def _fill(self: Any, value: Any) -> Optional[torch.Tensor]:
+    return self if _fillable(self) and isinstance(value, _NUMBERS) else None
+
+
+@shape_fn(aten.zero_.default)
+def _zero(self: Any) -> Optional[torch.Tensor]:
+    return self if _fillable(self) else None
