@@ -40,7 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .metadevice import MetaTraceFix, traced_convolution
 
-__all__ = ["FastMeta", "SHAPES", "building", "enabled", "meta_mode", "plain"]
+__all__ = ["FastMeta", "SHAPES", "building", "collector_paused", "enabled", "meta_mode", "plain"]
 
 aten = torch.ops.aten
 
@@ -73,18 +73,25 @@ def plain() -> Iterator[None]:
 
 @contextmanager
 def meta_mode(trace_fix: bool = True) -> Iterator[None]:
-    """Run a meta-device count: under :class:`FastMeta` with Python's cyclic garbage collector
-    paused (a traced graph allocates many small objects, and collections scanning torch's heap
-    cost about 5%); without the fast path, under :class:`MetaTraceFix` (``trace_fix``) or as is."""
+    """Run a meta-device count under :class:`FastMeta`; without the fast path, under
+    :class:`MetaTraceFix` (``trace_fix``) or as is."""
     if not enabled():
         with MetaTraceFix() if trace_fix else nullcontext():
             yield
         return
+    with FastMeta():
+        yield
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for the block: a count allocates many small
+    objects (graph nodes, their Python views), and each full collection walks torch's whole
+    heap (5-7% of a count). Nothing is lost: collection resumes afterwards."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        with FastMeta():
-            yield
+        yield
     finally:
         if collecting:
             gc.enable()

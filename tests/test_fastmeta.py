@@ -300,6 +300,11 @@ def test_in_place_fills_return_self(dtype: torch.dtype) -> None:
     assert fastmeta.SHAPES[aten.uniform_.default](meta(2, dtype=torch.float32), -1.0, 1.0) is not None
 
 
+def _fresh_process(code: str) -> str:
+    """What ``code`` prints, run in a new Python process from the repository root."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_building_on_meta_runs_no_python_meta_kernel() -> None:
     """fast_meta() around a meta build: the VAR example builds d30 without importing torch._dynamo."""
     code = (
@@ -311,8 +316,7 @@ def test_building_on_meta_runs_no_python_meta_kernel() -> None:
         "labels, tokens, _ = dummy_inputs(256); assert count(model, (labels, tokens)).macs == 961956725760\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert _fresh_process(code) == "False"
 
 
 def test_every_shape_function_is_checked_here() -> None:
@@ -406,5 +410,4 @@ def test_a_real_weight_transformer_count_never_imports_dynamo() -> None:
         "r = count(model, (labels, tokens)); assert r.mode == 'meta' and r.macs > 0\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert _fresh_process(code) == "False"
