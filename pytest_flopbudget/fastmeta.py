@@ -344,12 +344,21 @@ def _unary(self: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
     found = _float_operands((self, *rest))
     if found is None or len(found[0]) != 1 or kwargs.keys() - {"approximate", "alpha"}:
         return None
-    if not _dense(self.shape, self.stride()):
-        return None  # composite kernels re-derive the layout at each step: torch decides
+    if not _dense(self.shape, self.stride()) or any(isinstance(r, bool) for r in rest):
+        return None  # composite kernels re-derive the layout at each step; pow(x, True) is special
     out = _elementwise(found[0], found[1])
     if out is not None and out.stride() != self.stride():
         return None  # some kernels keep a dense input's strides, others re-derive them: ambiguous here
     return out
+
+
+def _scalar_arithmetic(self: Any, other: Any, *rest: Any) -> Optional[torch.Tensor]:
+    """mul/add/sub/div/rsub with a Python number: torch's elementwise layout rule, also where it
+    differs from a dense input's strides in size-1 dimensions."""
+    found = _float_operands((self, other, *rest))
+    if found is None or len(found[0]) != 1 or isinstance(other, bool) or not _dense(self.shape, self.stride()):
+        return None
+    return _elementwise(found[0], found[1])
 
 
 def _arithmetic(self: Any, other: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
@@ -395,10 +404,10 @@ shape_fn(
     aten.relu.default, aten.gelu.default, aten.silu.default, aten.sqrt.default, aten.rsqrt.default,
     aten.sin.default, aten.cos.default, aten.erf.default, aten.abs.default, aten.reciprocal.default,
     aten.exp2.default, aten.log1p.default, aten.expm1.default, aten.clamp_min.default,
-    aten.clamp_max.default, aten.pow.Tensor_Scalar, aten.mul.Scalar, aten.add.Scalar, aten.sub.Scalar,
-    aten.div.Scalar, aten.rsub.Scalar, aten.leaky_relu.default, aten.hardtanh.default, aten.elu.default,
+    aten.clamp_max.default, aten.pow.Tensor_Scalar, aten.leaky_relu.default, aten.hardtanh.default, aten.elu.default,
     aten.softplus.default, aten.mish.default, aten.hardswish.default, aten.hardsigmoid.default,
 )(_unary)
+shape_fn(aten.mul.Scalar, aten.add.Scalar, aten.sub.Scalar, aten.div.Scalar, aten.rsub.Scalar)(_scalar_arithmetic)
 shape_fn(aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor)(_arithmetic)
 shape_fn(aten.maximum.default, aten.minimum.default, aten.pow.Tensor_Tensor)(_binary)
 shape_fn(aten.lt.Tensor, aten.le.Tensor, aten.gt.Tensor, aten.ge.Tensor, aten.eq.Tensor, aten.ne.Tensor)(_compare_tensors)
@@ -434,11 +443,10 @@ def _masked_fill(self: Any, mask: Any, value: Any) -> Optional[torch.Tensor]:
         return None
     if not isinstance(value, _NUMBERS):
         return None
-    # torch.where(mask, value, self), then .contiguous() (a no-op when that is contiguous already)
-    out = _elementwise([mask, self], self.dtype)
-    if out is None or out.is_contiguous():
-        return out
-    return _contiguous(out.shape, out.dtype)
+    # A canonical ``self`` only: then torch's rules (keep self's strides; where() then .contiguous()) agree.
+    if not _canonical(self) or _broadcast([self.shape, mask.shape]) != list(self.shape):
+        return None
+    return _contiguous(self.shape, self.dtype)
 
 
 @shape_fn(aten.where.self)
@@ -608,20 +616,50 @@ def _clone(x: Any, *, memory_format: Any = None) -> Optional[torch.Tensor]:
 
 @shape_fn(aten.cat.default)
 def _cat(tensors: Any, dim: int = 0) -> Optional[torch.Tensor]:
-    if not tensors or _same_float(*tensors) is None or not all(_canonical(t) for t in tensors):
-        return None
+    """torch concatenates, then copies to channels-last when every input's strides suggest it, else contiguous."""
+    if not tensors or tensors[0].dtype not in _COMPARABLE or not all(_meta(t) and t.dtype == tensors[0].dtype for t in tensors):
+        return None  # one dtype (torch promotes mixed ones)
     first = tensors[0]
     ndim = first.dim()
     axis = _dim(dim, ndim)
-    if axis is None or ndim == 0:
-        return None
+    if axis is None or ndim == 0 or (ndim == 5 and not all(_canonical(t) for t in tensors)):
+        return None  # 5-d: channels_last_3d is torch's to pick
     rest = [s for i, s in enumerate(first.shape) if i != axis]
     for t in tensors:
         if t.dim() != ndim or 0 in t.shape or [s for i, s in enumerate(t.shape) if i != axis] != rest:
             return None
     shape = list(first.shape)
     shape[axis] = sum(t.shape[axis] for t in tensors)
+    if all(_strides_like_channels_last(t.shape, t.stride()) for t in tensors):
+        return _new(shape, _channels_last_strides(shape), first.dtype)
     return _contiguous(shape, first.dtype)
+
+
+@shape_fn(aten.full_like.default, aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default)
+def _like(self: Any, *value: Any, dtype: Any = None, layout: Any = None, device: Any = None,
+          pin_memory: Any = None, memory_format: Any = None) -> Optional[torch.Tensor]:
+    """A new tensor shaped like ``self`` (canonical contiguous ``self`` only: then every memory format agrees)."""
+    if not _meta(self) or not _canonical(self) or layout not in (None, torch.strided) or pin_memory:
+        return None
+    if device is not None and torch.device(device).type != "meta":
+        return None
+    if memory_format not in (None, torch.preserve_format, torch.contiguous_format):
+        return None
+    if value and not isinstance(value[0], _NUMBERS):
+        return None
+    return _contiguous(self.shape, self.dtype if dtype is None else dtype)
+
+
+@shape_fn(aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default, aten.new_full.default)
+def _new_like(self: Any, size: Any, *value: Any, dtype: Any = None, layout: Any = None, device: Any = None,
+              pin_memory: Any = None) -> Optional[torch.Tensor]:
+    if not _meta(self) or layout not in (None, torch.strided) or pin_memory or any(s < 0 for s in size):
+        return None
+    if device is not None and torch.device(device).type != "meta":
+        return None
+    if value and not isinstance(value[0], _NUMBERS):
+        return None
+    return _contiguous(list(size), self.dtype if dtype is None else dtype)
 
 
 # ---- convolution and resizing ------------------------------------------------------------

@@ -88,7 +88,7 @@ SHAPES_ELEMENTWISE = [(5,), (2, 3), (1, 3), (2, 1, 4), (2, 3, 1, 5), (1, 3, 4, 1
 
 
 def _unary_ops() -> list[Any]:
-    return [op for op, fn in fastmeta.SHAPES.items() if fn is fastmeta._unary]
+    return [op for op, fn in fastmeta.SHAPES.items() if fn in (fastmeta._unary, fastmeta._scalar_arithmetic)]
 
 
 def _scalar_args(op: Any) -> list[tuple]:
@@ -219,6 +219,19 @@ def test_reductions_softmax_norms_copies(dtype: torch.dtype) -> None:
             check(aten.cat.default, [x, x], -1)
             check(aten.cat.default, [x, x.contiguous()], 0)
             check(aten.cat.default, [x, meta(*shape, dtype=torch.float64)], 0)
+            check(aten.cat.default, [x.to(torch.int64), x.to(torch.int64)], 0)
+            check(aten.cat.default, [x, meta(*shape, dtype=dtype).contiguous(memory_format=torch.channels_last)]
+                  if n == 4 else [x, x], 1)
+            for op in (aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default):
+                check(op, x)
+                check(op, x, dtype=torch.float64)
+                check(op, x, memory_format=torch.channels_last)
+            check(aten.full_like.default, x, 2.0)
+            check(aten.full_like.default, x, 7, dtype=torch.int64)
+            for op, extra in ((aten.new_zeros.default, ()), (aten.new_ones.default, ()), (aten.new_empty.default, ()),
+                              (aten.new_full.default, (1.5,))):
+                check(op, x, [2, 3], *extra)
+                check(op, x, [4], *extra, dtype=torch.int64)
             if n == 4:
                 c = shape[1]
                 check(aten.native_group_norm.default, x, meta(c, dtype=dtype), meta(c, dtype=dtype), shape[0], c,
@@ -228,7 +241,9 @@ def test_reductions_softmax_norms_copies(dtype: torch.dtype) -> None:
     wanted = {aten.sum.dim_IntList, aten.linalg_vector_norm.default, aten.amax.default, aten.mean.dim, aten.sum.default,
               aten._softmax.default, aten._log_softmax.default, aten._safe_softmax.default, aten.cumsum.default,
               aten.argmin.default, aten.clone.default, aten.native_layer_norm.default, aten.cat.default,
-              aten.native_group_norm.default}
+              aten.native_group_norm.default, aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default,
+              aten.full_like.default, aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default,
+              aten.new_full.default}
     assert wanted <= set(check.answered), wanted - set(check.answered)
 
 
