@@ -56,7 +56,7 @@ HEADER = "# pytest-flopbudget baseline: exact MAC counts per test. Update with: 
 META = "meta"
 ENTRY_KEYS = ("macs", "gflops", "modules")
 
-_FIX_MALFORMED = "fix it by hand, or delete it and rerun with --flop-update to record a fresh baseline"
+FIX_MALFORMED = "fix it by hand, or delete it and rerun with --flop-update to record a fresh baseline"
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 _CONFLICT = re.compile(r"^(<{7}|={7}|>{7})(\s|$)")
@@ -101,6 +101,15 @@ def load(path: Path) -> Baseline:
     return Baseline(path=path, entries=entries, meta=meta, exists=True)
 
 
+def loads(raw: bytes, name: str) -> Baseline:
+    """Parse a baseline's bytes obtained elsewhere (``git show REF:path``); messages call it ``name``.
+
+    Validation and errors are those of :func:`load`; the result has ``exists=True``.
+    """
+    entries, meta = _parse(name, raw)  # type: ignore[arg-type]  # only formatted into messages
+    return Baseline(path=Path(name), entries=entries, meta=meta, exists=True)
+
+
 def _read_bytes(path: Path) -> bytes | None:
     """The file's bytes, or None when it does not exist."""
     if path.is_dir():
@@ -132,7 +141,7 @@ def _decode(path: Path, raw: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise BaselineError(f"{path}:{line}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
-                            f"save it as UTF-8, or {_FIX_MALFORMED}") from None
+                            f"save it as UTF-8, or {FIX_MALFORMED}") from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -159,7 +168,7 @@ def _syntax_message(path: Path, text: str, message: str) -> str:
     hint = ""
     if "twice" in message or "overwrite" in message:
         hint = " (a test id, table or key appears twice; keep only one of them)"
-    return f"{where}: not valid TOML: {message}{hint}; {_FIX_MALFORMED}"
+    return f"{where}: not valid TOML: {message}{hint}; {FIX_MALFORMED}"
 
 
 def _conflict_line(text: str) -> int | None:
@@ -171,19 +180,19 @@ def _conflict_line(text: str) -> int | None:
 
 def _meta(path: Path, text: str, meta: object) -> dict[str, object]:
     if not isinstance(meta, dict):
-        raise BaselineError(f"{_where(path, text, ((), META))}: 'meta' must be a table ([meta]); {_FIX_MALFORMED}")
+        raise BaselineError(f"{_where(path, text, ((), META))}: 'meta' must be a table ([meta]); {FIX_MALFORMED}")
     meta = dict(meta)
     schema = meta.setdefault("schema", SCHEMA)
     if not _is_int(schema) or schema < 1:
         where = _where(path, text, ((META,), "schema"), ((META,), None))
-        raise BaselineError(f"{where}: meta.schema must be a positive integer, got {schema!r}; {_FIX_MALFORMED}")
+        raise BaselineError(f"{where}: meta.schema must be a positive integer, got {schema!r}; {FIX_MALFORMED}")
     if schema > SCHEMA:
         raise BaselineError(f"{path}: written by a newer pytest-flopbudget (baseline schema {schema}; this version "
                             f"reads schema {SCHEMA}); upgrade pytest-flopbudget (pip install -U pytest-flopbudget)")
     for key, value in meta.items():
         if not isinstance(value, (str, int, float, bool)):
             raise BaselineError(f"{_where(path, text, ((META,), key))}: meta.{key} must be a string, number or boolean, "
-                                f"got {_kind(value)}; {_FIX_MALFORMED}")
+                                f"got {_kind(value)}; {FIX_MALFORMED}")
     return meta
 
 
@@ -193,7 +202,7 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
         places = [((key, *at[:-1]), at[-1]), ((key,), at[0])] if at else []
         places += [((key,), None), ((), key)]
         where = _where(path, text, *places)
-        return BaselineError(f"{where}: entry {_quote(key)}: {problem}; {_FIX_MALFORMED}")
+        return BaselineError(f"{where}: entry {_quote(key)}: {problem}; {FIX_MALFORMED}")
 
     if not isinstance(value, dict):
         raise fail(f"must be a table ([{_quote(key)}] with macs = <int>), got {_kind(value)}")

@@ -167,3 +167,35 @@ def judge(
     if growth < 0:
         return Verdict("improved")
     return Verdict("ok")
+
+
+def judge_base(
+    macs: int,
+    *,
+    base_macs: int | None,
+    rel: float | None,
+    abs_gflops: float | None,
+    base_label: str,
+    updating: bool,
+) -> Verdict | None:
+    """Compare one measurement with its entry in the base branch's baseline.
+
+    Returns a ``raised`` verdict when the growth over the base exceeds the larger of
+    ``rel * base`` and ``abs_gflops`` (a limit not set counts as 0); None when there is
+    no limit (``rel`` and ``abs_gflops`` both None: the base only informs), no base entry
+    (a test new against the base is listed, not judged), or the growth is within it.
+    Under ``updating`` the verdict carries no failure, as for a regression.
+    """
+    if base_macs is None or (rel is None and abs_gflops is None):
+        return None
+    allowed = max((rel or 0.0) * base_macs, (abs_gflops or 0.0) * GIGA / FLOPS_PER_MAC)
+    if macs - base_macs <= allowed:
+        return None
+    base_g, gflops = FLOPS_PER_MAC * base_macs / GIGA, FLOPS_PER_MAC * macs / GIGA
+    before, after = fmt_pair(base_g, gflops)
+    limit = f"allowed {fmt_pct(100.0 * allowed / base_macs)}" if base_macs else "allowed +0"
+    text = (
+        f"FLOP raise against the base {base_label}: {before} -> {after} GFLOPs "
+        f"({fmt_pct(pct(macs, base_macs))}, {limit}); needs approval"
+    )
+    return Verdict("raised", None if updating else text)

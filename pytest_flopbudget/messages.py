@@ -6,7 +6,7 @@ Pure formatting of a ``Record`` (and the ``FlopResult`` behind it); no pytest ho
 from __future__ import annotations
 
 from .budget import Verdict, fmt_gflops, fmt_pct
-from .result import FLOPS_PER_MAC, GIGA, FlopResult, Record, pct, rank_modules
+from .result import FLOPS_PER_MAC, GIGA, FlopResult, Record, module_deltas, pct, rank_modules
 from .settings import Settings
 
 
@@ -19,14 +19,22 @@ def junit_properties(record: Record) -> list[tuple[str, object]]:
         "baseline_gflops": "" if record.baseline_gflops is None else round(record.baseline_gflops, 6),
         "status": record.status,
     }
+    if record.base is not None:  # only with --flop-base-ref/--flop-base: other runs keep their properties
+        values["base"] = record.base
+        values["base_gflops"] = "" if record.base_gflops is None else round(record.base_gflops, 6)
+        delta = record.base_delta_pct
+        values["base_delta_pct"] = "new" if delta is None else "inf" if delta == float("inf") else round(delta, 4)
     return [(f"{prefix}.{name}", value) for name, value in values.items()]
 
 
 # --- failure messages -------------------------------------------------------------
 
 
-def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Settings) -> str:
-    """The whole failure (or warning) text: verdict line, where the cost is, and how to accept it."""
+def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Settings, base_source: str = "") -> str:
+    """The whole failure (or warning) text: verdict line, where the cost is, and how to accept it.
+
+    ``base_source`` names the base file (``origin/main:flopbudget.toml``) of a ``raised`` verdict.
+    """
     if verdict.failure is None and verdict.warning is None:
         return ""
     notes = "".join(f"\n  note: {note}" for note in result.notes)
@@ -37,10 +45,14 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs (@pytest.mark.flop_budget)")
     if record.baseline_macs is not None:
         lines.append(f"  baseline: {record.baseline_macs:,} MACs = {fmt_gflops(record.baseline_gflops or 0.0)} GFLOPs ({settings.baseline.name})")
+    if record.base_macs is not None and record.status == "raised":
+        lines.append(f"  base: {record.base_macs:,} MACs = {fmt_gflops(record.base_gflops or 0.0)} GFLOPs ({base_source})")
     if settings.top:
         lines.extend(_top_modules(record, settings.top))
     if record.status == "regressed" and record.baseline_modules:
-        lines.extend(_module_changes(record, settings.top or 5))
+        lines.extend(_module_changes(record.modules, record.baseline_modules, settings.top or 5, "the baseline"))
+    if record.status == "raised" and record.base_modules:
+        lines.extend(_module_changes(record.modules, record.base_modules, settings.top or 5, f"the base {record.base}"))
     if record.unpriced:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(record.unpriced.items()))
         lines.append(f"  not priced by the counter (counted as 0): {ops}")
@@ -61,24 +73,35 @@ def _top_modules(record: Record, top: int) -> list[str]:
     return out
 
 
-def _module_changes(record: Record, top: int) -> list[str]:
-    paths = set(record.modules) | set(record.baseline_modules)
-    changes = [(p, record.modules.get(p, 0) - record.baseline_modules.get(p, 0)) for p in paths]
-    grown = sorted((c for c in changes if c[1] != 0), key=lambda c: (-abs(c[1]), c[0]))[:top]
+def _module_changes(modules: dict[str, int], reference: dict[str, int], top: int, against: str) -> list[str]:
+    grown = module_deltas(modules, reference)[:top]
     if not grown:
         return []
     width = max(len(p) for p, _ in grown)
-    out = ["  changed against the baseline:"]
+    out = [f"  changed against {against}:"]
     for path, delta in grown:
-        old = record.baseline_modules.get(path, 0)
+        old = reference.get(path, 0)
         change = fmt_pct(pct(old + delta, old)) if old else "new"
         out.append(f"    {path:<{width}}  {delta:+,} MACs ({change})")
     return out
 
 
+APPROVAL_LABEL = "flops-approved"  # the pull-request label of the example workflow that lifts the base limit
+
+
 def accept_hint(record: Record, settings: Settings) -> str:
     if record.status == "over-budget":
         return f"If intended: raise gflops in @pytest.mark.flop_budget on {record.nodeid} (--flop-update never accepts a budget violation)"
+    if record.status == "raised":
+        if record.baseline_macs == record.macs:
+            recorded = f"{settings.baseline.name} already records the new count"
+        else:
+            recorded = f"record the new count in {settings.baseline.name} too: {settings.update_command(record.nodeid)}"
+        return (
+            f"If intended: get the raise approved; {settings.base_limit_text()} sets the limit, so the check runs "
+            "without it for an approved change (the example workflow does that for a pull request labelled "
+            f"`{APPROVAL_LABEL}`); {recorded}"
+        )
     target = settings.update_command(record.nodeid)
     if record.status == "new":
         return f"Record it: {target}"

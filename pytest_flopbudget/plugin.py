@@ -14,18 +14,20 @@ from typing import Any, Iterator
 
 import pytest
 
+from . import base as base_file
 from . import baseline as baseline_file
 from . import hookspecs
-from .budget import MARKER, MARKER_HELP, Budget, BudgetError, Verdict, from_marker, judge
+from .budget import MARKER, MARKER_HELP, Budget, BudgetError, Verdict, from_marker, judge, judge_base
 from .messages import count_hint, explain, junit_properties
 from .result import FlopResult, Record
 from .session import STATE, FlopSession, RunState, environment, records
-from .settings import add_options, resolve
+from .settings import Settings, add_options, resolve
 
 __all__ = ["FlopBudgetWarning", "FlopMeter", "records"]
 
 ITEM_RECORDS = pytest.StashKey[list]()
 ITEM_BUDGET = pytest.StashKey[Budget]()
+WORKER_BASE = "flopbudget_base"  # workerinput key: the controller's base as plain data
 
 
 class FlopBudgetWarning(pytest.PytestWarning):
@@ -52,8 +54,42 @@ def pytest_configure(config: pytest.Config) -> None:
         loaded = baseline_file.load(settings.baseline)
     except baseline_file.BaselineError as exc:
         raise pytest.UsageError(f"pytest-flopbudget: {exc}") from None
-    config.stash[STATE] = RunState(settings, loaded, worker=hasattr(config, "workerinput"), env=environment(settings))
+    worker = hasattr(config, "workerinput")
+    state = RunState(settings, loaded, worker=worker, env=environment(settings), base=_load_base(config, settings))
+    config.stash[STATE] = state
     config.pluginmanager.register(FlopSession(config), "flopbudget-session")
+    _register_pytest_html(config)
+
+
+def _register_pytest_html(config: pytest.Config) -> None:
+    """FLOP columns in pytest-html's report: only when it is installed, enabled and writing one (--html),
+    and only on the controller, which writes it."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("html"):
+        return
+    if not config.getoption("htmlpath", None):
+        return
+    from . import htmlplugin
+
+    config.pluginmanager.register(htmlplugin, "flopbudget-html")
+
+
+def _load_base(config: pytest.Config, settings: Settings) -> base_file.Base | None:
+    """The base of this run; an xdist worker gets the controller's (it never runs git itself)."""
+    shipped = getattr(config, "workerinput", {}).get(WORKER_BASE)
+    if shipped is not None:
+        return base_file.Base.from_json(shipped)
+    try:
+        return base_file.for_settings(settings, config.rootpath)
+    except base_file.BaseError as exc:
+        raise pytest.UsageError(f"pytest-flopbudget: {exc}") from None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: hand the base to the worker as plain data."""
+    state = node.config.stash.get(STATE, None)
+    if state is not None and state.base is not None:
+        node.workerinput[WORKER_BASE] = state.base.to_json()
 
 
 def _refuse_filtered_prune(config: pytest.Config) -> None:
@@ -79,6 +115,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None:
         return []
     lines = [state.settings.header(len(state.baseline.entries), state.baseline.exists)]
+    if state.base is not None:
+        gate = state.settings.base_limit_text()
+        lines.append(state.base.header() + (f"; a raise beyond {gate} fails" if gate else "; reports only"))
     recorded, now = state.baseline.meta, state.env
     for name in ("counter", "torch", "torchprofile"):
         if recorded.get(name) and now.get(name) and recorded[name] != now[name]:
@@ -179,6 +218,18 @@ class FlopMeter:
             updating=settings.update,
             baseline_name=settings.baseline.name,
         )
+        base = state.base
+        base_entry = None if base is None else base.entries.get(record_id)
+        if base is not None and verdict.failure is None and verdict.status not in ("over-budget", "regressed"):
+            raised = judge_base(
+                result.macs,
+                base_macs=None if base_entry is None else base_entry.macs,
+                rel=settings.base_rel,
+                abs_gflops=settings.base_abs,
+                base_label=base.label,
+                updating=settings.update,
+            )
+            verdict = raised or verdict
         path, line, _ = item.location
         record = Record(
             id=record_id,
@@ -194,8 +245,11 @@ class FlopMeter:
             baseline_modules=dict(entry.modules) if entry is not None else {},
             unpriced=dict(result.unpriced),
             categories=result.by_category,
+            base=None if base is None else base.label,
+            base_macs=None if base_entry is None else base_entry.macs,
+            base_modules={} if base_entry is None else dict(base_entry.modules),
         )
-        record.message = explain(record, verdict, result, settings)
+        record.message = explain(record, verdict, result, settings, "" if base is None else base.source)
         return record, verdict
 
 

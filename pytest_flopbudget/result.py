@@ -12,7 +12,8 @@ FLOPS_PER_MAC = 2
 GIGA = 1_000_000_000
 
 # One vocabulary of verdicts, used by the terminal, JSON, Markdown and JUnit outputs.
-STATUSES = ("over-budget", "regressed", "new", "improved", "ok")
+# ``raised``: within the baseline, but raised against the base branch beyond --flop-base-rel/--flop-base-abs.
+STATUSES = ("over-budget", "regressed", "raised", "new", "improved", "ok")
 
 MODULE_DEPTH = 4  # module paths in the baseline and the messages: ``blocks.*.ffn.fc1``, at most 4 parts
 
@@ -52,6 +53,13 @@ def rank_modules(modules: dict[str, int], n: int) -> list[tuple[str, int]]:
     """The ``n`` module paths with the most MACs, largest first (ties by path), zeros left out."""
     ranked = sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(path, macs) for path, macs in ranked[:n] if macs]
+
+
+def module_deltas(modules: dict[str, int], reference: dict[str, int]) -> list[tuple[str, int]]:
+    """``(path, MACs now - MACs in reference)`` of every module path that changed, largest change first."""
+    paths = set(modules) | set(reference)
+    changes = [(p, modules.get(p, 0) - reference.get(p, 0)) for p in paths]
+    return sorted((c for c in changes if c[1] != 0), key=lambda c: (-abs(c[1]), c[0]))
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,9 @@ class Record:
     baseline_modules: dict[str, int] = field(default_factory=dict)
     unpriced: dict[str, int] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)  # MACs per conventions.CATEGORIES entry
+    base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
+    base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
+    base_modules: dict[str, int] = field(default_factory=dict)
 
     @property
     def gflops(self) -> float:
@@ -148,6 +159,19 @@ class Record:
     def delta_pct(self) -> float | None:
         """Change against the baseline in percent (None without a baseline)."""
         return None if self.baseline_macs is None else pct(self.macs, self.baseline_macs)
+
+    @property
+    def base_gflops(self) -> float | None:
+        return None if self.base_macs is None else FLOPS_PER_MAC * self.base_macs / GIGA
+
+    @property
+    def base_delta_pct(self) -> float | None:
+        """Change against the base in percent (None without a base entry)."""
+        return None if self.base_macs is None else pct(self.macs, self.base_macs)
+
+    def base_module_changes(self) -> list[tuple[str, int]]:
+        """Module paths whose MACs changed against the base, largest change first."""
+        return module_deltas(self.modules, self.base_modules) if self.base_macs is not None else []
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)

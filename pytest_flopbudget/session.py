@@ -33,6 +33,8 @@ class RunState:
     deselected: bool = False
     outcome: list[str] = field(default_factory=list)  # lines for the terminal summary
     env: dict[str, str] = field(default_factory=dict)  # versions that decide a count (environment())
+    base: Any = None  # base.Base: the base branch's baseline (--flop-base-ref/--flop-base), or None
+    base_summary: report.BaseSummary | None = None  # set at the end of the run when there is a base
 
 
 STATE = pytest.StashKey[RunState]()
@@ -98,6 +100,8 @@ class FlopSession:
         if state.worker:
             return
         settings = state.settings
+        if state.base is not None:
+            state.base_summary = base_summary(session, state)
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             if settings.update or settings.prune:
                 state.outcome.append(f"flopbudget: run interrupted; {settings.baseline.name} left unchanged")
@@ -159,6 +163,21 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
     state.outcome.extend(f"  removed {rid}" for rid in removed)
 
 
+def base_summary(session: pytest.Session, state: RunState) -> report.BaseSummary:
+    """What the reports say about the base beyond the records: tests gone since the base are named
+    only when this run covered them all (no filter, no early stop, no collection error)."""
+    base, settings = state.base, state.settings
+    complete = _prune_refusal(session, state) is None and not any("::" in str(a) for a in session.config.args)
+    gone = None
+    if complete:
+        candidates = {rid: e for rid, e in base.entries.items() if rid not in state.records}
+        gone = tuple(sorted(obsolete_ids(candidates, state.collected, session.config)))
+    return report.BaseSummary(
+        label=base.label, source=base.source, exists=base.exists, baseline_name=settings.baseline.name,
+        gate=settings.base_limit_text(), gone=gone if base.exists else (), commit=base.commit, entries=len(base.entries),
+    )
+
+
 def _prune_refusal(session: pytest.Session, state: RunState) -> str | None:
     if state.collection_errors:
         return f"{state.collection_errors} collection error(s)"
@@ -197,18 +216,22 @@ def _write_reports(config: pytest.Config, state: RunState) -> None:
     if settings.report_json is not None:
         import json
 
-        data = report.json_report(records, env, str(settings.baseline))
+        data = report.json_report(records, env, str(settings.baseline), base=state.base_summary)
         config.hook.pytest_flopbudget_json_report(config=config, report=data)
         _atomic_text(settings.report_json, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
         state.outcome.append(f"flopbudget: JSON report written to {settings.report_json}")
     markdown = None
     if settings.report_md is not None:
-        markdown = report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command())
+        markdown = report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
         _atomic_text(settings.report_md, markdown)
         state.outcome.append(f"flopbudget: Markdown report written to {settings.report_md}")
+    if settings.report_html is not None:
+        page = report.html_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
+        _atomic_text(settings.report_html, page)
+        state.outcome.append(f"flopbudget: HTML report written to {settings.report_html}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if on_github(settings) and summary and records:
-        markdown = markdown or report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command())
+        markdown = markdown or report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(markdown + "\n")
 
@@ -236,17 +259,23 @@ def terminal_summary(tr: Any, state: RunState) -> None:
     settings = state.settings
     if settings.report and records:
         tr.write_sep("=", "FLOP REPORT")
-        for line in report.terminal_table(report.sort_records(records), width=max(tr._tw.fullwidth, 160)):
+        width = max(tr._tw.fullwidth, 160)
+        for line in report.terminal_table(report.sort_records(records), width=width, base=state.base is not None):
             tr.write_line(line)
         tr.write_line(report.counts_line(records))
         for line in report.hints(records, settings.baseline.name, settings.update_command()):
             tr.write_line(line)
+        if state.base_summary is not None:
+            for line in report.base_lines(records, state.base_summary):
+                tr.write_line(line)
     elif records:
         counts = report.status_counts(records)
         if counts.get("improved") or counts.get("new"):
             tr.write_line("flopbudget: " + report.counts_line(records))
             for line in report.hints(records, settings.baseline.name, settings.update_command()):
                 tr.write_line(line)
+    if not settings.report and records and state.base_summary is not None:
+        tr.write_line(f"flopbudget: against {state.base_summary.label}: {report.base_headline(records, state.base_summary)}")
     unpriced = report.unpriced_line(records)
     if unpriced:
         tr.write_line(unpriced, yellow=True)

@@ -8,6 +8,8 @@ error before any test runs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 @dataclass(frozen=True)
 class Option:
     name: str  # attribute and ini suffix: --flop-<name with dashes>, flopbudget_<name>
-    kind: str  # flag | path | fraction | number | int | choice
+    kind: str  # flag | path | text | fraction | number | int | choice
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -44,6 +46,7 @@ OPTIONS = (
     Option("report", "flag", False, "print the FLOP REPORT table at the end of the run"),
     Option("report_json", "path", None, "write the FLOP report as JSON to PATH", metavar="PATH"),
     Option("report_md", "path", None, "write the FLOP report as Markdown (for a pull-request comment) to PATH", metavar="PATH"),
+    Option("report_html", "path", None, "write the FLOP report as one self-contained HTML page with charts to PATH", metavar="PATH"),
     Option("baseline", "path", "flopbudget.toml", "baseline file (default: flopbudget.toml in the rootdir)", metavar="PATH"),
     Option("update", "flag", False, "write the measured counts of the tests that ran into the baseline (accepts growth, never a budget violation)"),
     Option("prune", "flag", False, "remove baseline entries of tests that no longer exist (only on a run of every test)"),
@@ -53,6 +56,10 @@ OPTIONS = (
     Option("counter", "choice", "torchprofile", "how operators are captured: torchprofile (default, the TorchScript trace) or flop_counter (every dispatched aten op, as FlopCounterMode sees them); both priced by one rule registry", ("torchprofile", "flop_counter")),
     Option("mode", "choice", "auto", "where to count: auto (meta device, real run only when the model needs values), meta, or real", ("auto", "meta", "real")),
     Option("top", "int", 5, "how many modules a failure message lists; default 5", metavar="N"),
+    Option("base", "path", None, "compare every test with a baseline file taken from the base branch (reports only, unless --flop-base-rel/--flop-base-abs)", metavar="PATH"),
+    Option("base_ref", "text", None, "compare every test with the baseline file as it is at a git ref such as origin/main (read with git show; reports only, unless --flop-base-rel/--flop-base-abs)", metavar="REF"),
+    Option("base_rel", "fraction", None, "fail a test raised against the base by more than REL, a fraction (0.02) or percentage (2%%); default: the base only informs", metavar="REL"),
+    Option("base_abs", "number", None, "fail a test raised against the base by more than GFLOPS; default: the base only informs", metavar="GFLOPS"),
     Option("github", "choice", "auto", "GitHub Actions output (step summary, ::error annotations): auto (when $GITHUB_ACTIONS is true) or off", ("auto", "off")),
 )
 
@@ -82,6 +89,7 @@ class Settings:
     report: bool
     report_json: Path | None
     report_md: Path | None
+    report_html: Path | None
     baseline: Path
     update: bool
     prune: bool
@@ -93,6 +101,24 @@ class Settings:
     top: int
     github: str
     baseline_arg: str | None = None  # --flop-baseline as typed on the command line
+    base: Path | None = None  # --flop-base: a baseline file of the base branch
+    base_ref: str | None = None  # --flop-base-ref: a git ref whose baseline file is the base
+    base_rel: float | None = None  # a raise against the base beyond these fails; None: not set
+    base_abs: float | None = None
+
+    @property
+    def base_gate(self) -> bool:
+        """True when a raise against the base can fail a test (--flop-base-rel or --flop-base-abs given)."""
+        return self.base_rel is not None or self.base_abs is not None
+
+    def base_limit_text(self) -> str:
+        """The base gate as the options spell it: ``--flop-base-rel=2%``, ``--flop-base-abs=0.5``."""
+        parts = []
+        if self.base_rel is not None:
+            parts.append(f"--flop-base-rel={100 * self.base_rel:g}%")
+        if self.base_abs is not None:
+            parts.append(f"--flop-base-abs={self.base_abs:g}")
+        return " ".join(parts)
 
     def update_command(self, nodeid: str | None = None) -> str:
         """The command that records measured counts (for one test when ``nodeid`` is given)."""
@@ -128,6 +154,8 @@ def _convert(opt: Option, raw: str, where: str, base: Path) -> Any:
         raise BudgetError(f"{what} must be true or false, got {raw!r}")
     if opt.kind == "path":
         return (base / raw).resolve() if raw.strip() else None
+    if opt.kind == "text":
+        return raw.strip() or None
     if opt.kind == "fraction":
         return fraction(raw, what)
     if opt.kind == "number":
@@ -166,6 +194,29 @@ def resolve(config: pytest.Config) -> Settings:
         values[opt.name] = value
     settings = Settings(**values, baseline_arg=config.getoption("flopbudget_baseline"))
     _check_paths(settings)
+    given = {opt.name for opt in OPTIONS if config.getoption(opt.ini) is not None}
+    return _check_base(settings, given)
+
+
+def _check_base(settings: Settings, given: set[str]) -> Settings:
+    """Validate the base options. A base limit set only in the ini file is inactive in a run without a
+    base (a local run of a repository whose CI passes --flop-base-ref); on the command line it is an error."""
+    if settings.base is not None and settings.base_ref is not None:
+        raise pytest.UsageError(
+            "pytest-flopbudget: --flop-base and --flop-base-ref both name a base (options or ini); "
+            "give one: --flop-base-ref=origin/main reads the base through git, --flop-base=PATH takes a file"
+        )
+    if settings.base_gate and settings.base is None and settings.base_ref is None:
+        if not given & {"base_rel", "base_abs"}:
+            return dataclasses.replace(settings, base_rel=None, base_abs=None)
+        raise pytest.UsageError(
+            f"pytest-flopbudget: {settings.base_limit_text()} limits a raise against the base, but no base "
+            "is given; add --flop-base-ref=origin/main (or --flop-base=PATH)"
+        )
+    if settings.base is not None and settings.base.is_dir():
+        raise pytest.UsageError(
+            f"pytest-flopbudget: --flop-base {settings.base} is a directory; give the base's baseline file"
+        )
     return settings
 
 
@@ -175,7 +226,7 @@ def _check_paths(settings: Settings) -> None:
             f"pytest-flopbudget: baseline path {settings.baseline} is a directory; "
             "--flop-baseline/flopbudget_baseline take a file path such as flopbudget.toml"
         )
-    for opt_name in ("report_json", "report_md"):
+    for opt_name in ("report_json", "report_md", "report_html"):
         path = getattr(settings, opt_name)
         if path is None:
             continue

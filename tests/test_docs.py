@@ -49,3 +49,13 @@ def test_hooks_in_readme_are_the_declared_hooks() -> None:
     declared = {name for name in dir(hookspecs) if name.startswith("pytest_flopbudget_")}
     documented = set(re.findall(r"def (pytest_flopbudget_\w+)\(", README))
     assert documented == declared
+
+
+def test_readme_images_exist_and_stay_small() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert "docs/html-report-var.png" in images
+    for image in images:
+        path = ROOT / image
+        assert path.is_file(), image
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size < 300_000, f"{image}: keep README screenshots under 300 KB"

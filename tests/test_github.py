@@ -11,6 +11,7 @@ Counts are derived from the shapes: a Linear(1024 -> w) on (1, 680, 1024) costs
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_flopbudget import report, settings
+from pytest_flopbudget import messages, report, settings
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "examples" / "github-actions" / "flopbudget.yml"
 
@@ -49,11 +50,17 @@ def steps() -> list[dict]:
     return job["steps"]
 
 
+# What GitHub substitutes into a pull request's run: scripts before the shell sees them.
+EXPRESSIONS = {"${{ github.base_ref }}": "main"}
+
+
 def pytest_commands() -> list[list[str]]:
     """Every pytest command line in a run: step, split like the shell would (comments dropped)."""
     commands = []
     for step in steps():
         script = step.get("run", "")
+        for expression, value in EXPRESSIONS.items():
+            script = script.replace(expression, value)
         for line in script.replace("\\\n", " ").splitlines():
             tokens = shlex.split(line, comments=True)
             if tokens[:1] == ["pytest"]:
@@ -63,13 +70,18 @@ def pytest_commands() -> list[list[str]]:
     return commands
 
 
-def run_step() -> dict:
-    (step,) = [s for s in steps() if any(t[:1] == ["pytest"] for t in _commands_of(s))]
-    return step
+def run_steps() -> list[dict]:
+    """The steps that run pytest: on a push, and on a pull request (against the base branch)."""
+    return [s for s in steps() if any(t[:1] == ["pytest"] for t in _commands_of(s))]
 
 
 def _commands_of(step: dict) -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in step.get("run", "").splitlines() if line.strip()]
+
+
+def step_named(start: str) -> dict:
+    (step,) = [s for s in steps() if s.get("name", "").startswith(start)]
+    return step
 
 
 def comment_step() -> dict:
@@ -103,12 +115,43 @@ def test_install_step_installs_cpu_torch_first_and_says_to_pin() -> None:
 
 
 def test_run_step_checks_the_committed_baseline_and_fails_the_check() -> None:
-    step = run_step()
-    (command,) = pytest_commands()
-    assert {"--flop-report", "--flop-report-md=flop-report.md", "--flop-missing=fail"} <= set(command)
-    assert not any(t.startswith(("--flop-update", "--flop-prune", "--flop-baseline")) for t in command)
-    assert not step.get("continue-on-error")  # its failure is the check's failure
-    assert "if" not in step
+    push_step, pr_step = run_steps()
+    push, pr = pytest_commands()
+    for step, command in ((push_step, push), (pr_step, pr)):
+        assert {"--flop-report", "--flop-report-md=flop-report.md", "--flop-report-html=flop-report.html",
+                "--flop-missing=fail"} <= set(command)
+        assert not any(t.startswith(("--flop-update", "--flop-prune", "--flop-baseline")) for t in command)
+        assert not step.get("continue-on-error")  # its failure is the check's failure
+    # Exactly one of them runs on every event: the push one everywhere but on a pull request.
+    assert push_step["if"] == "github.event_name != 'pull_request'"
+    assert pr_step["if"] == "github.event_name == 'pull_request'"
+    assert pr == [*push, "--flop-base-ref=origin/main"]  # origin/${{ github.base_ref }}
+
+
+def test_pull_request_step_compares_with_the_base_and_the_label_lifts_the_limit() -> None:
+    workflow = load_workflow()
+    assert {"labeled", "unlabeled", "synchronize"} <= set(workflow[True]["pull_request"]["types"])
+    pr_step = run_steps()[1]
+    assert "--flop-base-ref=origin/${{ github.base_ref }}" in pr_step["run"]
+    label, limit = approval(pr_step)
+    assert label == messages.APPROVAL_LABEL  # the label the failure message names
+    assert limit == "--flop-base-rel=1%"
+    fetch = step_named("Fetch the base branch")
+    assert fetch["if"] == "github.event_name == 'pull_request'" and fetch["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    assert steps().index(fetch) < steps().index(pr_step)
+    text = WORKFLOW.read_text(encoding="utf-8")
+    assert f"gh pr edit 123 --add-label {label}" in text and f"gh label create {label}" in text
+    assert "fetch-depth: 0" in text
+
+
+def approval(step: dict) -> tuple[str, str]:
+    """(label, options) of ``PYTEST_ADDOPTS: ${{ !contains(labels, 'LABEL') && 'OPTIONS' || '' }}``."""
+    found = re.fullmatch(
+        r"\$\{\{ !contains\(github\.event\.pull_request\.labels\.\*\.name, '([^']+)'\) && '([^']+)' \|\| '' \}\}",
+        step["env"]["PYTEST_ADDOPTS"],
+    )
+    assert found, step["env"]["PYTEST_ADDOPTS"]
+    return found.group(1), found.group(2)
 
 
 def test_comment_step_posts_one_comment_found_by_the_report_marker() -> None:
@@ -124,6 +167,20 @@ def test_comment_step_posts_one_comment_found_by_the_report_marker() -> None:
     assert "require('fs')" in script
     for call in ("github.rest.issues.listComments", "github.rest.issues.updateComment", "github.rest.issues.createComment"):
         assert call in script
+
+
+def test_the_page_is_uploaded_and_its_artifact_url_goes_to_the_comment() -> None:
+    (upload,) = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()"  # a failed check uploads its reports too
+    (html_option,) = [t for t in pytest_commands()[0] if t.startswith("--flop-report-html=")]
+    page = html_option.split("=", 1)[1]
+    assert page in upload["with"]["path"].split()
+    assert {"flop-report.md", "flop-report.json"} <= set(upload["with"]["path"].split())
+    comment = comment_step()
+    assert comment["env"]["FLOP_REPORT_URL"] == f"${{{{ steps.{upload['id']}.outputs.artifact-url }}}}"
+    script = comment["with"]["script"]
+    assert "process.env.FLOP_REPORT_URL" in script and page in script
+    assert "context.serverUrl" in script and "context.runId" in script  # the run's page when nothing was uploaded
 
 
 def test_workflow_documents_accepting_and_pruning() -> None:
@@ -369,7 +426,7 @@ def test_regression_names_the_module_that_grew(pytester: pytest.Pytester) -> Non
 
 
 def test_workflow_pytest_command_on_a_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    (command,) = pytest_commands()
+    command = pytest_commands()[0]  # the push step's
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
@@ -385,6 +442,7 @@ def test_workflow_pytest_command_on_a_suite(pytester: pytest.Pytester, monkeypat
     clean.assert_outcomes(passed=3)
     clean.stdout.fnmatch_lines(["*FLOP REPORT*"])
     assert (pytester.path / "flop-report.json").is_file()  # the artifact
+    assert "FLOP budget: no regressions" in (pytester.path / "flop-report.html").read_text(encoding="utf-8")
     assert "no regressions" in (pytester.path / "flop-report.md").read_text(encoding="utf-8")
     write_suite(pytester, 4224)
     failed = pytester.runpytest(*command[1:])
@@ -392,6 +450,45 @@ def test_workflow_pytest_command_on_a_suite(pytester: pytest.Pytester, monkeypat
     assert failed.ret == pytest.ExitCode.TESTS_FAILED
     md = (pytester.path / "flop-report.md").read_text(encoding="utf-8")
     assert "### ❌ FLOP budget: 1 regressed, 1 over budget" in md
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_workflow_pull_request_steps_in_a_shallow_checkout(
+    pytester: pytest.Pytester, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch step, then the pull-request command, in a shallow clone as actions/checkout makes it;
+    without the label a +2.5% raise against the base fails, with it the report says it was accepted."""
+    from gitrepo import git, git_environment, make_repo
+
+    git_environment(monkeypatch, tmp_path_factory)
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    make_repo(origin)  # main: the base; pr: a +2.5% raise accepted in flopbudget.toml
+    clone = pytester.path / "checkout"
+    git(pytester.path, "clone", "-q", "--depth", "1", "--branch", "pr", origin.as_uri(), str(clone))
+    fetch = step_named("Fetch the base branch")
+    subprocess.run(["bash", "-c", fetch["run"]], cwd=clone, env={**os.environ, "BASE_REF": "main"}, check=True, timeout=60)
+    monkeypatch.chdir(clone)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(clone / "summary.md"))
+    pr_step = run_steps()[1]
+    command = pytest_commands()[1]
+    label, limit = approval(pr_step)
+
+    monkeypatch.setenv("PYTEST_ADDOPTS", limit)  # no label yet
+    held = pytester.runpytest(*command[1:])
+    held.assert_outcomes(passed=3, failed=1)
+    held.stdout.fnmatch_lines([f"*labelled `{label}`*"])
+    md = (clone / "flop-report.md").read_text(encoding="utf-8")
+    assert "This PR raises 1 test by up to +2.5% against `origin/main`: 1 over --flop-base-rel=1% (needs approval)" in md
+
+    monkeypatch.setenv("PYTEST_ADDOPTS", "")  # the label added: the workflow re-runs without the limit
+    approved = pytester.runpytest(*command[1:])
+    approved.assert_outcomes(passed=4)
+    md = (clone / "flop-report.md").read_text(encoding="utf-8")
+    assert "This PR raises 1 test by up to +2.5% against `origin/main`, accepted in `flopbudget.toml`" in md
+    assert md in (clone / "summary.md").read_text(encoding="utf-8")
 
 
 NODE_HARNESS = r"""
@@ -408,7 +505,7 @@ const github = {
     createComment: async (p) => { calls.push(['create', p]); return { data: { id: 999 } }; },
   } },
 };
-const context = { repo: { owner: 'acme', repo: 'models' }, issue: { number: 7 } };
+const context = { repo: { owner: 'acme', repo: 'models' }, issue: { number: 7 }, serverUrl: 'https://github.com', runId: 4242 };
 const core = { info: (m) => calls.push(['info', m]), warning: (m) => calls.push(['warning', m]) };
 const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
 new AsyncFunction('require', 'github', 'context', 'core', script)(require, github, context, core)
@@ -416,13 +513,22 @@ new AsyncFunction('require', 'github', 'context', 'core', script)(require, githu
 """
 
 
-def run_comment_script(tmp: Path, comments: list[dict]) -> list:
+RUN_PAGE = "https://github.com/acme/models/actions/runs/4242#artifacts"
+ARTIFACT = "https://github.com/acme/models/actions/runs/4242/artifacts/99"
+
+
+def with_link(md: str, url: str = RUN_PAGE) -> str:
+    return md.rstrip() + f"\n\n[Charts: flop-report.html in the flop-report artifact]({url})\n"
+
+
+def run_comment_script(tmp: Path, comments: list[dict], artifact_url: str = "") -> list:
     node = shutil.which("node") or shutil.which("nodejs")
     (tmp / "script.js").write_text(comment_step()["with"]["script"], encoding="utf-8")
     (tmp / "harness.js").write_text(NODE_HARNESS, encoding="utf-8")
     (tmp / "comments.json").write_text(json.dumps(comments), encoding="utf-8")
     done = subprocess.run(
-        [node, "harness.js", "script.js", "comments.json"], cwd=tmp, capture_output=True, text=True, timeout=60
+        [node, "harness.js", "script.js", "comments.json"], cwd=tmp, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "FLOP_REPORT_URL": artifact_url},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -441,12 +547,12 @@ def test_comment_script_creates_then_updates_the_one_comment(tmp_path: Path) -> 
     ]
     calls = run_comment_script(tmp_path, others)
     assert calls[0] == ["list", "listComments", {"owner": "acme", "repo": "models", "issue_number": 7, "per_page": 100}]
-    assert calls[1] == ["create", {"owner": "acme", "repo": "models", "issue_number": 7, "body": md}]
+    assert calls[1] == ["create", {"owner": "acme", "repo": "models", "issue_number": 7, "body": with_link(md)}]
     assert not [c for c in calls if c[0] == "update"]
 
     ours = {"id": 42, "user": {"type": "Bot"}, "body": report.MARKER + "\n### old report\n"}
-    calls = run_comment_script(tmp_path, [*others, ours])
-    assert calls[1] == ["update", {"owner": "acme", "repo": "models", "comment_id": 42, "body": md}]
+    calls = run_comment_script(tmp_path, [*others, ours], artifact_url=ARTIFACT)
+    assert calls[1] == ["update", {"owner": "acme", "repo": "models", "comment_id": 42, "body": with_link(md, ARTIFACT)}]
     assert not [c for c in calls if c[0] == "create"]
 
     (tmp_path / "flop-report.md").write_text(report.MARKER + "\n" + "x" * 70000, encoding="utf-8")
@@ -454,3 +560,4 @@ def test_comment_script_creates_then_updates_the_one_comment(tmp_path: Path) -> 
     body = calls[1][1]["body"]
     assert calls[1][0] == "update" and body.startswith(report.MARKER) and len(body) < 65536
     assert "truncated" in body
+    assert body.endswith(f"[Charts: flop-report.html in the flop-report artifact]({RUN_PAGE})\n")  # the link survives

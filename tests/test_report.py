@@ -69,7 +69,7 @@ def test_sort_puts_infinite_delta_first_within_status() -> None:
 def test_status_counts_has_every_status_in_order() -> None:
     counts = status_counts([rec("a", 1, "new"), rec("b", 1, "new"), rec("c", 1)])
     assert list(counts) == list(STATUSES)
-    assert counts == {"over-budget": 0, "regressed": 0, "new": 2, "improved": 0, "ok": 1}
+    assert counts == {"over-budget": 0, "regressed": 0, "raised": 0, "new": 2, "improved": 0, "ok": 1}
 
 
 def test_counts_line() -> None:

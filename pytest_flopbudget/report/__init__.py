@@ -4,6 +4,7 @@
 - ``terminal``: the FLOP REPORT table and hints
 - ``jsonfile``: the JSON report
 - ``markdown``: the pull-request comment / job summary, with its Mermaid chart
+- ``html``: one self-contained page with inline SVG charts (and the breakdown pytest-html shows per test)
 - ``github``: workflow-command annotations
 
 Pure standard library: nothing here imports torch or pytest. Every output is
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 from .common import (
     MISSING,
+    BaseSummary,
+    base_changes,
+    base_headline,
     UPDATE_COMMAND,
     counts_line,
     fmt_delta,
@@ -25,13 +29,15 @@ from .common import (
     unpriced_totals,
 )
 from .github import annotations, escape_data, escape_property
+from .html import breakdown, html_report
 from .jsonfile import TOP_MODULES, json_report, top_modules
 from .markdown import CHART_LIMIT, MARKER, env_warnings, markdown_report, md_code, md_text, mermaid_chart, short_name
-from .terminal import hints, shorten_left, terminal_table
+from .terminal import base_lines, hints, shorten_left, terminal_table
 
 __all__ = [
-    "CHART_LIMIT", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "annotations", "counts_line",
-    "env_warnings", "escape_data", "escape_property", "fmt_delta", "fmt_gflops", "fmt_params", "hints",
+    "CHART_LIMIT", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "BaseSummary", "annotations",
+    "base_changes", "base_headline", "base_lines", "breakdown", "counts_line",
+    "env_warnings", "escape_data", "escape_property", "fmt_delta", "fmt_gflops", "fmt_params", "hints", "html_report",
     "json_report", "markdown_report", "md_code", "md_text", "mermaid_chart", "short_name", "shorten_left",
     "sort_records", "status_counts", "terminal_table", "top_modules", "unpriced_line", "unpriced_totals",
 ]

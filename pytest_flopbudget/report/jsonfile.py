@@ -1,4 +1,9 @@
-"""The JSON report (``--flop-report-json``): schema 1, tests sorted by id, no inf/nan."""
+"""The JSON report (``--flop-report-json``): schema 1, tests sorted by id, no inf/nan.
+
+The base comparison (``--flop-base-ref``/``--flop-base``) adds keys to schema 1, never
+changing an existing one: a top-level ``base`` object (null without a base) and, per test,
+``base_macs``, ``base_gflops``, ``base_delta_pct`` and ``base_module_changes``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import math
 from typing import Any, Iterable
 
 from ..result import FLOPS_PER_MAC, GIGA, Record, rank_modules
-from .common import status_counts
+from .common import BaseSummary, base_changes, base_headline, status_counts
 
 TOP_MODULES = 10
 
@@ -50,6 +55,13 @@ def _test_json(record: Record) -> dict[str, Any]:
         "location": location,
         "unpriced": dict(sorted(record.unpriced.items())),
         "top_modules": top_modules(record.modules),
+        "base_macs": record.base_macs,
+        "base_gflops": record.base_gflops,
+        "base_delta_pct": record.base_delta_pct,
+        "base_module_changes": [
+            {"module": path, "base_macs": record.base_modules.get(path, 0), "macs": record.modules.get(path, 0), "delta_macs": delta}
+            for path, delta in record.base_module_changes()
+        ],
     }
 
 
@@ -58,6 +70,7 @@ def json_report(
     env: dict[str, str],
     baseline_path: str | None,
     extra: dict | None = None,
+    base: BaseSummary | None = None,
 ) -> dict:
     """A JSON-ready dict (schema 1); tests sorted by id. ``extra`` keys are added but never replace core keys."""
     records = list(records)
@@ -66,8 +79,20 @@ def json_report(
         "env": dict(env),
         "baseline": baseline_path,
         "summary": status_counts(records),
+        "base": None if base is None else _base_json(records, base),
         "tests": [_test_json(r) for r in sorted(records, key=lambda r: r.id)],
     }
     for key, value in (extra or {}).items():
         report.setdefault(key, value)
     return _json_safe(report)
+
+
+def _base_json(records: list[Record], base: BaseSummary) -> dict[str, Any]:
+    changes = base_changes(records)
+    return {
+        **base.to_json(),
+        "headline": base_headline(records, base),
+        "raised": [r.id for r in changes.raised],
+        "lowered": [r.id for r in changes.lowered],
+        "new": [r.id for r in changes.new],
+    }

@@ -9,10 +9,16 @@ from typing import Iterable
 from ..result import Record
 from .common import (
     UPDATE_COMMAND,
+    BaseSummary,
+    base_changes,
+    base_headline,
+    env_differences,
     finite,
     fmt_delta,
     fmt_gflops,
     fmt_params,
+    nice_top,
+    plain_number,
     sort_records,
     status_counts,
     unpriced_totals,
@@ -21,8 +27,9 @@ from .common import (
 MARKER = "<!-- pytest-flopbudget report -->"
 CHART_LIMIT = 15
 
-_CHANGED_LABEL = {"over-budget": "over budget", "regressed": "regressed"}
-_STATUS_ICON = {"over-budget": "❌", "regressed": "❌", "new": "🆕", "improved": "⚡", "ok": "✅"}
+_CHANGED_LABEL = {"over-budget": "over budget", "regressed": "regressed", "raised": "raised beyond the base limit"}
+_STATUS_ICON = {"over-budget": "❌", "regressed": "❌", "raised": "❌", "new": "🆕", "improved": "⚡", "ok": "✅"}
+BASE_LISTED = 10  # new / gone tests named in the open before the rest folds into <details>
 
 
 
@@ -55,7 +62,7 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
 
 
 def _headline(counts: dict[str, int], total: int) -> list[str]:
-    failing = [f"{counts[s]} {_CHANGED_LABEL[s]}" for s in ("regressed", "over-budget") if counts[s]]
+    failing = [f"{counts[s]} {_CHANGED_LABEL[s]}" for s in ("regressed", "raised", "over-budget") if counts[s]]
     if failing:
         title = "### ❌ FLOP budget: " + ", ".join(failing)
     elif total == 0:
@@ -66,9 +73,10 @@ def _headline(counts: dict[str, int], total: int) -> list[str]:
     return [title, "", rest]
 
 
-def _changed_table(changed: list[Record]) -> list[str]:
+def _changed_table(changed: list[Record], against: str = "") -> list[str]:
+    """The tests whose status is not ok; ``against`` names the baseline when a base is shown too."""
     if not changed:
-        return ["No test changed its FLOP count."]
+        return [f"No test changed its FLOP count{f' against {md_code(against)}' if against else ''}."]
     header = ["Test", "Baseline GFLOPs", "This run GFLOPs", "Change", "Budget", "Status"]
     align = [":---", "---:", "---:", "---:", "---:", ":---"]
     rows = [
@@ -130,26 +138,11 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _num(value: float) -> str:
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
-
-
 def _series(values: list[float | None], measured: list[float]) -> list[float] | None:
     """Fill gaps with the measured value; None when no test has a value at all."""
     if all(v is None for v in values):
         return None
     return [m if v is None else v for v, m in zip(values, measured)]
-
-
-def _nice_top(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    step = 10 ** math.floor(math.log10(value))
-    for factor in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        if factor * step >= value * 1.05:
-            return factor * step
-    return 10 * step
 
 
 def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
@@ -161,15 +154,15 @@ def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
     measured = [r.gflops for r in shown]
     baseline = _series([finite(r.baseline_gflops) for r in shown], measured)
     budget = _series([finite(r.budget_gflops) for r in shown], measured)
-    top = _nice_top(max(measured + (baseline or []) + (budget or [])))
+    top = nice_top(max(measured + (baseline or []) + (budget or [])))
     labels = ", ".join(f'"{n}"' for n in names)
     lines = ["```mermaid", "xychart-beta", '    title "GFLOPs of changed tests"']
-    lines += [f"    x-axis [{labels}]", f'    y-axis "GFLOPs" 0 --> {_num(top)}']
-    lines.append("    bar [" + ", ".join(_num(v) for v in measured) + "]")
+    lines += [f"    x-axis [{labels}]", f'    y-axis "GFLOPs" 0 --> {plain_number(top)}']
+    lines.append("    bar [" + ", ".join(plain_number(v) for v in measured) + "]")
     legend = ["bars: this run"]
     for label, series in (("baseline", baseline), ("budget", budget)):
         if series is not None:
-            lines.append("    line [" + ", ".join(_num(v) for v in series) + "]")
+            lines.append("    line [" + ", ".join(plain_number(v) for v in series) + "]")
             legend.append(f"line {len(legend)}: {label}")
     lines.append("```")
     note = "; ".join(legend)
@@ -181,24 +174,12 @@ def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
 # -- environment and guidance
 
 
-def _counting_key(key: str) -> bool:
-    """Environment keys whose change can change FLOP counts."""
-    return key == "torch" or "counter" in key or key in ("torchprofile", "flops_per_mac")
-
-
 def env_warnings(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[str]:
     """One warning per counting-relevant key recorded in both environments with different values."""
-    if not baseline_env:
-        return []
-    lines = []
-    for key, value in env.items():
-        old = baseline_env.get(key)
-        if _counting_key(key) and old is not None and str(old) != str(value):
-            lines.append(
-                f"⚠️ baseline recorded with {key} {md_text(str(old))}, "
-                f"this run used {key} {md_text(str(value))}: counts may differ"
-            )
-    return lines
+    return [
+        f"⚠️ baseline recorded with {key} {md_text(old)}, this run used {key} {md_text(now)}: counts may differ"
+        for key, old, now in env_differences(env, baseline_env)
+    ]
 
 
 def _environment(env: dict[str, str], baseline_env: dict[str, str] | None) -> list[str]:
@@ -229,6 +210,13 @@ def _guidance(counts: dict[str, int], command: str | None) -> list[str]:
             run,
             "```",
         ]
+    if counts["raised"]:
+        if lines:
+            lines.append("")
+        lines.append(
+            "Tests raised beyond the base limit need approval: the check passes without the limit once the "
+            "raise is approved (see the workflow's approval label), or the model must get cheaper."
+        )
     if counts["over-budget"]:
         if lines:
             lines.append("")
@@ -236,19 +224,62 @@ def _guidance(counts: dict[str, int], command: str | None) -> list[str]:
     return lines
 
 
+def _base_section(records: list[Record], base: BaseSummary) -> list[str]:
+    """Against the base: the headline sentence, a table of the tests raised or lowered with the
+    modules that changed, and the tests new or gone since the base."""
+    changes = base_changes(records)
+    lines = [f"**Against {md_code(base.label)}:** {base_headline(records, base, md_code)}"]
+    if not base.exists:
+        return lines
+    moved = changes.raised + changes.lowered
+    if moved:
+        header = ["Test", f"{md_text(base.label)} GFLOPs", "This run GFLOPs", "Change", "Modules that changed", "Status"]
+        align = [":---", "---:", "---:", "---:", ":---", ":---"]
+        rows = [
+            [md_code(r.id), fmt_gflops(r.base_gflops), fmt_gflops(r.gflops), fmt_delta(r.base_delta_pct),
+             _module_cell(r), _status_cell(r.status)]
+            for r in moved
+        ]
+        lines += ["", *_table(header, align, rows)]
+    for what, ids in (("New since", [r.id for r in changes.new]), ("Gone since", list(base.gone or ()))):
+        if ids:
+            lines += ["", *_id_list(f"{what} {md_code(base.label)} ({len(ids)})", ids)]
+    return lines
+
+
+def _module_cell(record: Record, n: int = 3) -> str:
+    """The modules that changed most against the base: ``head`` +3.1%, ``blocks.*.attn`` new."""
+    cells = []
+    for path, delta in record.base_module_changes()[:n]:
+        old = record.base_modules.get(path, 0)
+        cells.append(f"{md_code(path)} {fmt_delta(100.0 * delta / old) if old else 'new'}")
+    return ", ".join(cells) or "-"
+
+
+def _id_list(title: str, ids: list[str]) -> list[str]:
+    items = [f"- {md_code(rid)}" for rid in ids]
+    if len(ids) <= BASE_LISTED:
+        return [f"{title}:", "", *items]
+    return ["<details>", f"<summary>{title}</summary>", "", *items, "", "</details>"]
+
+
 def markdown_report(
     records: Iterable[Record],
     env: dict[str, str],
     baseline_env: dict[str, str] | None,
     command: str | None = None,
+    base: BaseSummary | None = None,
 ) -> str:
-    """A PR-comment report: marker, verdict, changed tests, chart, all tests, environment, guidance."""
+    """A PR-comment report: marker, verdict, the comparison with the base (when there is one),
+    changed tests, chart, all tests, environment, guidance."""
     records = list(records)
     counts = status_counts(records)
     changed = [r for r in sort_records(records) if r.status != "ok"]
     sections = [[MARKER], _headline(counts, len(records))]
+    if base is not None:
+        sections.append(_base_section(records, base))
     if records:
-        sections.append(_changed_table(changed))
+        sections.append(_changed_table(changed, "" if base is None else base.baseline_name))
     sections += [mermaid_chart(changed)]
     if records:
         sections.append(_all_table(records))

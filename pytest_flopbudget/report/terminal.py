@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..result import Record
-from .common import UPDATE_COMMAND, fmt_delta, fmt_gflops, sort_records, status_counts
+from .common import UPDATE_COMMAND, BaseSummary, base_changes, base_headline, fmt_delta, fmt_gflops, sort_records, status_counts
 
 
 
 _HEADERS = ("test", "GFLOPs", "budget", "baseline", "change", "status")
+_BASE_HEADERS = ("base", "vs base")  # inserted before status when the run has a base
 _GAP = "  "
 _MIN_TEST_WIDTH = 12
 
@@ -23,34 +24,40 @@ def shorten_left(text: str, width: int) -> str:
     return "..." + text[-(width - 3):]
 
 
-def _row(record: Record) -> list[str]:
-    return [
+def _row(record: Record, base: bool = False) -> list[str]:
+    cells = [
         record.id,
         fmt_gflops(record.gflops),
         fmt_gflops(record.budget_gflops),
         fmt_gflops(record.baseline_gflops),
         fmt_delta(record.delta_pct),
-        record.status,
     ]
+    if base:
+        cells += [fmt_gflops(record.base_gflops), "new" if record.base_macs is None else fmt_delta(record.base_delta_pct)]
+    return [*cells, record.status]
 
 
 def _format_line(cells: list[str], widths: list[int]) -> str:
     test = cells[0].ljust(widths[0])
-    numbers = [cell.rjust(w) for cell, w in zip(cells[1:5], widths[1:5])]
-    return _GAP.join([test, *numbers, cells[5]]).rstrip()
+    numbers = [cell.rjust(w) for cell, w in zip(cells[1:-1], widths[1:-1])]
+    return _GAP.join([test, *numbers, cells[-1]]).rstrip()
 
 
-def terminal_table(records: list[Record], width: int = 120) -> list[str]:
-    """Lines of the FLOP table, most severe first; no ANSI codes. Empty input gives no lines."""
+def terminal_table(records: list[Record], width: int = 120, base: bool = False) -> list[str]:
+    """Lines of the FLOP table, most severe first; no ANSI codes. Empty input gives no lines.
+
+    ``base``: add the base's GFLOPs and the change against it (``new``: not in the base).
+    """
     if not records:
         return []
-    rows = [_row(record) for record in sort_records(records)]
-    widths = [max(len(r[i]) for r in [list(_HEADERS), *rows]) for i in range(len(_HEADERS))]
-    others = sum(widths[1:]) + len(_GAP) * (len(_HEADERS) - 1)
+    headers = [*_HEADERS[:-1], *(_BASE_HEADERS if base else ()), _HEADERS[-1]]
+    rows = [_row(record, base) for record in sort_records(records)]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    others = sum(widths[1:]) + len(_GAP) * (len(headers) - 1)
     widths[0] = min(widths[0], max(_MIN_TEST_WIDTH, width - others))
     for row in rows:
         row[0] = shorten_left(row[0], widths[0])
-    lines = [_format_line(list(_HEADERS), widths)]
+    lines = [_format_line(headers, widths)]
     lines.append("-" * (widths[0] + others))
     lines.extend(_format_line(row, widths) for row in rows)
     return lines
@@ -70,6 +77,11 @@ def hints(records: Iterable[Record], baseline_path: str, command: str = UPDATE_C
             f"Regressed ({counts['regressed']}): if the growth is intended, accept it with {command} "
             f"(rewrites {baseline_path}; commit it)"
         )
+    if counts["raised"]:
+        lines.append(
+            f"Raised against the base ({counts['raised']}): more than the base limit allows; get the raise approved "
+            "(the check then runs without the limit) or make the model cheaper."
+        )
     if counts["new"]:
         lines.append(f"New ({counts['new']}): no baseline entry yet; {command} records them.")
     if counts["improved"]:
@@ -77,4 +89,21 @@ def hints(records: Iterable[Record], baseline_path: str, command: str = UPDATE_C
             f"Improved ({counts['improved']}): lock the gain in with {command} "
             "so a later change cannot silently give it back."
         )
+    return lines
+
+
+def base_lines(records: Iterable[Record], base: BaseSummary, listed: int = 20) -> list[str]:
+    """The base section under the table: the headline, then the tests raised, new and gone since the base."""
+    records = list(records)
+    changes = base_changes(records)
+    lines = [f"against {base.label}: {base_headline(records, base)}"]
+    if not base.exists:
+        return lines
+    for record in changes.raised[:listed]:
+        grown = ", ".join(f"{path} {delta:+,} MACs" for path, delta in record.base_module_changes()[:3] if delta > 0)
+        lines.append(f"  raised {fmt_delta(record.base_delta_pct)}: {record.id}" + (f" ({grown})" if grown else ""))
+    for what, ids in (("new since the base", [r.id for r in changes.new]), ("gone since the base", list(base.gone or ()))):
+        if ids:
+            more = f" (+{len(ids) - listed} more)" if len(ids) > listed else ""
+            lines.append(f"  {what}: {', '.join(ids[:listed])}{more}")
     return lines
