@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .metadevice import MetaTraceFix, traced_convolution
+from .metadevice import MetaTraceFix, meta_output, traced_convolution
 
 __all__ = ["FastMeta", "SHAPES", "building", "collector_paused", "enabled", "meta_mode", "plain"]
 
@@ -122,7 +122,9 @@ class FastMeta(TorchDispatchMode):
         if func is aten.convolution.default and torch._C._get_tracing_state() is not None:
             with self:  # the re-issued aten::_convolution comes back here for its shape
                 return traced_convolution(args)
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = meta_output(func, args, kwargs)  # operators whose meta kernel refuses valid inputs
+        return func(*args, **kwargs) if out is None else out
 
 
 def shape_fn(*ops: Any) -> Callable[[ShapeFn], ShapeFn]:

@@ -8,8 +8,11 @@ import pytest
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config) -> Any:
+def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config, options: dict) -> Any:
     """Count one forward pass ``model(*args, **kwargs)`` and return a ``FlopResult``.
+
+    ``options`` holds what the test chose with ``flops.using(...)`` (``counter``,
+    ``mode``, ``unpriced``); they override the run's settings.
 
     Return ``None`` to leave the measurement to the next implementation; the
     plugin's own one (``counting.count`` with ``--flop-counter``/``--flop-mode``)

@@ -94,20 +94,49 @@ def traced_convolution(args: tuple) -> torch.Tensor:
 _TRACER_BIT: Optional[int] = None
 
 
+def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: Optional[torch.Tensor] = None, bias: Any = None, out_dtype: Any = None) -> torch.Tensor:
+    """``torch._grouped_mm``'s output from shapes (its meta kernel takes bfloat16 only; the CPU one float32 too)."""
+    if a.dim() == 2 and b.dim() == 3:
+        shape = [a.shape[0], b.shape[-1]]
+    elif a.dim() == 3 and b.dim() == 3:
+        shape = [a.shape[0], a.shape[1], b.shape[-1]]
+    elif a.dim() == 2 and b.dim() == 2:
+        if offs is None:
+            raise ValueError("_grouped_mm of two 2-D inputs needs offs")
+        shape = [offs.shape[0], a.shape[0], b.shape[-1]]
+    else:
+        shape = [a.shape[1], b.shape[-1]]
+    return torch.empty(shape, dtype=out_dtype or a.dtype, device="meta")
+
+
+_GROUPED_MM = getattr(getattr(_aten, "_grouped_mm", None), "default", None)
+
+
+def meta_output(func: Any, args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+    """The meta output of an operator whose meta kernel refuses inputs its CPU kernel accepts, else None."""
+    if func is _GROUPED_MM and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+        return _grouped_mm_meta(*args, **kwargs)
+    return None
+
+
 class MetaTraceFix(TorchDispatchMode):
-    """Make TorchScript tracing record convolutions on meta tensors.
+    """Make TorchScript tracing record convolutions on every device.
 
     The tracer does not record ``aten::convolution`` and expects it to reach
     ``aten::_convolution``; on meta its Python kernel returns early (and fails
-    on traced sizes). Here it is re-issued as ``aten::_convolution`` with the
-    tracer re-enabled (:func:`traced_convolution`), so it is recorded and shaped like on CPU.
+    on traced sizes), and under any dispatch mode (a Python mode takes the call
+    below the tracer) the CPU kernel's ``_convolution`` is not recorded either. Here it is
+    re-issued as ``aten::_convolution`` with the tracer re-enabled (:func:`traced_convolution`),
+    so it is recorded and shaped like on CPU. Operators whose meta kernel refuses valid inputs
+    get their output from shapes (:func:`meta_output`).
     """
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:
             return traced_convolution(args)
-        return func(*args, **kwargs)
+        out = meta_output(func, args, kwargs)
+        return func(*args, **kwargs) if out is None else out
 
 
 def _meta_parameter(param: nn.Parameter) -> nn.Parameter:

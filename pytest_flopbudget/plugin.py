@@ -160,10 +160,26 @@ class FlopMeter:
     model keyword argument named ``key`` cannot be passed through it.
     """
 
-    def __init__(self, item: pytest.Item, state: RunState) -> None:
+    def __init__(self, item: pytest.Item, state: RunState, options: dict | None = None, results: dict | None = None) -> None:
         self._item = item
         self._state = state
-        self.results: dict[str | None, FlopResult] = {}
+        self._options = dict(options or {})
+        self.results: dict[str | None, FlopResult] = {} if results is None else results
+
+    def using(self, **options: Any) -> "FlopMeter":
+        """This fixture with counting options of its own: ``flops.using(unpriced="warn")(model, x)``.
+
+        ``counter``, ``mode`` and ``unpriced`` as in ``--flop-counter``/``--flop-mode``/``--flop-unpriced``;
+        they override the run's settings for the measurements made through the returned meter.
+        """
+        __tracebackhide__ = True
+        from . import check_options
+
+        try:
+            check_options(options)
+        except ValueError as exc:
+            pytest.fail(f"flops.using: {exc}", pytrace=False)
+        return FlopMeter(self._item, self._state, {**self._options, **options}, self.results)
 
     def __call__(self, model: Any, *args: Any, key: str | None = None, **kwargs: Any) -> FlopResult:
         __tracebackhide__ = True
@@ -191,7 +207,7 @@ class FlopMeter:
         hook = self._item.config.hook
         problem = None
         try:
-            result = hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=self._item.config)
+            result = hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=self._item.config, options=self._options)
         except Exception as exc:  # the model's or the counter's error becomes this test's failure
             problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}{count_hint(exc, model)}"
         if problem:
@@ -260,11 +276,12 @@ def flops(request: pytest.FixtureRequest) -> FlopMeter:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config) -> FlopResult:
+def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config, options: dict) -> FlopResult:
     from .counting import count
 
     settings = config.stash[STATE].settings
-    return count(model, args, kwargs, counter=settings.counter, mode=settings.mode)
+    chosen = {"counter": settings.counter, "mode": settings.mode, "unpriced": settings.unpriced, **options}
+    return count(model, args, kwargs, **chosen)
 
 
 # --- results travel on the test report ---------------------------------------------

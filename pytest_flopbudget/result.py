@@ -77,6 +77,7 @@ class FlopResult:
     counter: str = "torchprofile"
     mode: str = "meta"
     notes: tuple[str, ...] = ()
+    capture: str = "trace"  # what saw the operators: "trace" (TorchScript) or "dispatch" (every op that ran)
 
     @property
     def flops(self) -> int:

@@ -128,7 +128,7 @@ def _numel(v: Variable) -> int:
 # ---- matrix products -------------------------------------------------------
 
 
-@rule("aten::matmul", "aten::mm", "aten::bmm", "aten::dot", "aten::vdot", "aten::inner", "aten::mv")
+@rule("aten::matmul", "aten::mm", "aten::bmm", "aten::dot", "aten::vdot", "aten::inner", "aten::mv", "aten::_scaled_mm", "aten::_int_mm")
 def _matmul(node: Node) -> int:
     """One MAC per output element per step of the contracted (last) dimension of the first input."""
     return _numel(node.outputs[0]) * _shape(node.inputs[0])[-1]
@@ -140,7 +140,7 @@ def _linear(node: Node) -> int:
     return prod(_shape(node.inputs[0])[:-1]) * _numel(node.inputs[1])
 
 
-@rule("aten::addmm", "aten::addmv", "aten::baddbmm")
+@rule("aten::addmm", "aten::addmv", "aten::baddbmm", "aten::_addmm_activation")
 def _add_matmul(node: Node) -> int:
     """``bias + a @ b``: the product only, numel(out) * a.shape[-1]."""
     return _numel(node.outputs[0]) * _shape(node.inputs[1])[-1]
@@ -203,6 +203,20 @@ def _multi_dot(node: Node) -> int:
         shapes[-1] = [shapes[-1][0], 1]
     dims = [shapes[0][0]] + [s[1] for s in shapes]
     return _chain_cost(dims)
+
+
+@rule("aten::_grouped_mm", "aten::grouped_mm", "aten::_scaled_grouped_mm")
+def _grouped_mm(node: Node) -> int:
+    """Grouped GEMM (mixture-of-experts experts): every output element is one row-by-column product over K.
+
+    ``a[M, K] x b[G, K, N]`` (rows split among groups by ``offs``): M*K*N; ``a[G, M, K] x b[G, K, N]``:
+    G*M*K*N; ``a[G?, M, K] x b[K, N]`` (columns split): M*K*N; ``a[M, K] x b[K, N]`` split along K
+    into G groups, out [G, M, N]: M*K*N. Rows past ``offs[-1]`` (padding) are counted: shapes only.
+    """
+    a, b, out = _shape(node.inputs[0]), _shape(node.inputs[1]), _shape(node.outputs[0])
+    if len(a) == 2 and len(b) == 2:
+        return prod(out[1:]) * a[-1]
+    return prod(out) * a[-1]
 
 
 # ---- einsum ----------------------------------------------------------------
@@ -409,6 +423,24 @@ def _adaptive_avg_pool(node: Node) -> int:
 register_rule("aten::grid_sampler_2d", HANDLER_MAP["aten::grid_sampler"])
 register_rule("aten::grid_sampler_3d", HANDLER_MAP["aten::grid_sampler"])
 
+@rule("torchvision::roi_align")
+def _roi_align(node: Node) -> int:
+    """Bilinear sampling (4 MACs per sample, as grid_sampler), sampling_ratio^2 samples per output bin.
+
+    With an adaptive ``sampling_ratio`` (<= 0) the sample count depends on each box's size (values, not
+    shapes): counted as one sample per bin, a lower bound.
+    """
+    ratio = node.inputs[5].value
+    samples = ratio * ratio if isinstance(ratio, int) and ratio > 0 else 1
+    return 4 * samples * _numel(node.outputs[0])
+
+
+zero_cost(
+    # data movement: patches out of and back into images (F.unfold / F.fold)
+    "aten::im2col", "aten::col2im",
+    "torchvision::nms", "torchvision::roi_pool",
+)
+
 zero_cost(
     "aten::_softmax", "aten::_log_softmax", "aten::_safe_softmax", "aten::_to_copy", "aten::_local_scalar_dense",
     "aten::empty_strided", "aten::new_empty_strided", "aten::_reshape_alias", "aten::lift_fresh_copy",
@@ -420,7 +452,7 @@ zero_cost(
     "aten::index_copy_", "aten::index_add", "aten::index_add_", "aten::index_fill", "aten::index_fill_",
     "aten::gather", "aten::masked_fill", "aten::where", "aten::_assert_async", "aten::_assert_tensor_metadata",
     "aten::_functional_sym_constrain_range", "aten::sym_constrain_range_for_size",
-    "aten::_embedding_bag", "aten::embedding_dense_backward",
+    "aten::_embedding_bag", "aten::embedding_dense_backward", "aten::histc", "aten::bincount", "aten::isin", "aten::_shape_as_tensor", "aten::__and__", "aten::__or__",
     # profiler markers (optimizers record their step)
     "profiler::_record_function_enter", "profiler::_record_function_enter_new", "profiler::_record_function_exit",
 )

@@ -336,3 +336,25 @@ def test_warm_up_loads_the_lazy_modules() -> None:
         for mode in ("meta", "real"):
             count(Tiny(depth=1, d=D), (torch.randn(1, T, D),), {}, counter=counter, mode=mode)
     assert set(sys.modules) - before == set()
+
+
+class TwoConvs(nn.Module):
+    """An nn.Conv2d and a functional conv2d over a parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.mix = nn.Parameter(torch.randn(4, 8, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(self.conv(x), self.mix)
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_convolutions_are_seen_on_every_device(counter: str, mode: str) -> None:
+    """Under a dispatch mode (the trace's operator budget) the tracer records no CPU convolution by itself."""
+    result = count(TwoConvs(), (torch.randn(1, 3, 10, 10),), {}, counter=counter, mode=mode)
+    conv = 8 * 8 * 8 * (3 * 3 * 3)  # out 8 x 8x8, per output Cin * k * k
+    mix = 4 * 8 * 8 * 8  # 1x1: out 4 x 8x8, per output Cin = 8
+    assert (result.macs, result.by_category["conv"]) == (conv + mix, conv + mix)

@@ -37,8 +37,9 @@ def test_every_option_and_its_ini_twin_is_documented() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    command = next(line for line in ci.splitlines() if line.startswith("python3 -m venv"))
-    assert command in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
+    first, second = [line for line in ci.splitlines() if line.startswith("python3 -m venv")]
+    assert first in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
+    assert "torch==2.14.1" in second and second in code_blocks("sh")[2], "the torch 2.14.1 run of .ci/run is documented"
     main = code_blocks("sh")[0].strip()
     assert main.endswith("python -m pytest examples/var --flop-report")
 

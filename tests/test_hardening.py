@@ -227,11 +227,11 @@ def test_cuda(flops):
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
+    # torch's own words differ by build: "Torch not compiled with CUDA enabled" (CPU build, 2.13),
+    # "Found no NVIDIA driver on your system" (CUDA build without a GPU, 2.14.1)
+    result.stdout.re_match_lines([r".*flops: could not count OnCuda: .*(CUDA|NVIDIA driver).*"])
     result.stdout.fnmatch_lines(
-        [
-            "*flops: could not count OnCuda: *CUDA*",
-            "*the model or its inputs use a device this machine does not have; skip the test where it is missing*",
-        ]
+        ["*the model or its inputs use a device this machine does not have; skip the test where it is missing*"]
     )
     no_crash(result)
 

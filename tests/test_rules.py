@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchprofile.ir import Node, Variable
 
-from pytest_flopbudget import rules
+from pytest_flopbudget import conventions, rules
 from pytest_flopbudget.counting import count
 
 
@@ -276,3 +276,92 @@ def test_sampling_is_priced_at_zero(mode: str) -> None:
     result = count(_Sampler(), (torch.randn(8, 64),), {}, mode=mode)
     assert result.unpriced == {}
     assert result.macs == 8 * 64 * 4096
+
+
+# ---- mixture of experts, in-place forms, data movement -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_grouped_mm_rows_split_among_experts(mode: str) -> None:
+    """a[M, K] x b[G, K, N], rows routed to experts by offs: every row meets one expert: M*K*N.
+
+    float32 on meta too (torch's meta kernel takes bfloat16 only)."""
+    g, m, k, n = 3, 8, 8, 16
+    offs = torch.tensor([2, 5, 8], dtype=torch.int32)
+    a, b = torch.randn(m, k), torch.randn(g, k, n)
+    assert macs_of(lambda a, b, o: torch._grouped_mm(a, b, offs=o), a, b, offs, mode=mode) == m * k * n
+
+
+def test_grouped_mm_batched_and_split_along_k() -> None:
+    g, m, k, n = 3, 8, 8, 16
+    assert macs_of(lambda a, b: torch._grouped_mm(a, b), r(g, m, k), r(g, k, n)) == g * m * k * n
+    offs = torch.tensor([8, 16, 24], dtype=torch.int32, device="meta")
+    # a[M, K_total] x b[K_total, N], K split in G groups -> out[G, M, N]: M*K_total*N
+    assert macs_of(lambda a, b, o: torch._grouped_mm(a, b, offs=o), r(m, 3 * k), r(3 * k, n), offs) == m * 3 * k * n
+
+
+def test_in_place_forms_use_their_rule() -> None:
+    x = r(4, 5)
+    assert macs_of(lambda x: F.leaky_relu(x.clone(), inplace=True), x) == 4 * 5  # aten::leaky_relu_
+    assert macs_of(lambda x: x.clone().mul_(x), x) == 4 * 5
+    assert rules.has_rule("aten::leaky_relu_") and not rules.has_rule("aten::mylib_op_")
+
+
+def test_unfold_and_fold_only_move_data() -> None:
+    x = r(1, 3, 8, 8)
+    assert macs_of(lambda x: F.unfold(x, kernel_size=3), x) == 0  # aten::im2col
+    cols = r(1, 3 * 3 * 3, 36)
+    assert macs_of(lambda c: F.fold(c, output_size=(8, 8), kernel_size=3), cols) == 0  # aten::col2im
+
+
+def test_bilinear_upsampling_is_priced_and_not_costly() -> None:
+    x = r(1, 3, 4, 4)
+    assert macs_of(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), x) == 4 * 3 * 8 * 8
+    assert not conventions.is_costly("aten::upsample_bilinear2d")
+
+
+def test_roi_align() -> None:
+    ops = pytest.importorskip("torchvision.ops")
+    feats = torch.randn(1, 4, 16, 16)
+    boxes = torch.tensor([[0, 0.0, 0.0, 8.0, 8.0], [0, 2.0, 2.0, 10.0, 12.0]])
+    # K boxes x C x 7 x 7 bins, sampling_ratio 2 -> 2*2 bilinear samples (4 MACs each) per bin
+    expected = 4 * (2 * 2) * (2 * 4 * 7 * 7)
+    fn = lambda f, b: ops.roi_align(f, b, output_size=7, spatial_scale=1.0, sampling_ratio=2)  # noqa: E731
+    assert macs_of(fn, feats, boxes, mode="real") == expected
+
+
+# ---- costly operators without a rule ------------------------------------------------------------
+
+
+@torch.library.custom_op("flopbudget_test::fused_gemm", mutates_args=())
+def fused_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a @ b
+
+
+@fused_gemm.register_fake
+def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty(a.shape[0], b.shape[1])
+
+
+@pytest.mark.parametrize("counter", ["torchprofile", "flop_counter"])
+def test_a_costly_operator_without_rule_fails_the_count(counter: str) -> None:
+    from pytest_flopbudget.counting import UnpricedOperatorError
+
+    with pytest.raises(UnpricedOperatorError) as caught:
+        count(Fn(fused_gemm), (torch.randn(3, 4), torch.randn(4, 5)), {}, counter=counter)
+    text = str(caught.value)
+    assert "flopbudget_test::fused_gemm (matmul, 1 call)" in text
+    assert "register_rule('flopbudget_test::fused_gemm'" in text and "--flop-unpriced=warn" in text
+    result = count(Fn(fused_gemm), (torch.randn(3, 4), torch.randn(4, 5)), {}, counter=counter, unpriced="warn")
+    assert result.unpriced == {"flopbudget_test::fused_gemm": 1}
+    assert any("no rule prices flopbudget_test::fused_gemm" in note for note in result.notes)
+    try:
+        rules.register_rule("flopbudget_test::fused_gemm", lambda node: node.inputs[0].shape[0] * node.inputs[0].shape[1] * node.inputs[1].shape[1])
+        assert count(Fn(fused_gemm), (torch.randn(3, 4), torch.randn(4, 5)), {}, counter=counter).macs == 3 * 4 * 5
+    finally:
+        rules.unregister_rule("flopbudget_test::fused_gemm")
+
+
+def test_an_elementwise_operator_without_rule_is_listed_not_fatal() -> None:
+    result = count(Fn(lambda x: torch.fft.rfft(x).abs()), (torch.randn(8),), {})
+    assert result.unpriced == {"aten::fft_rfft": 1} and result.notes == ()

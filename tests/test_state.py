@@ -117,3 +117,21 @@ def test_a_parameter_written_in_place_is_reported() -> None:
     with guard(model) as notes:
         model(torch.ones(2))
     assert len(notes) == 1 and "w" in notes[0] and "in place" in notes[0]
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_a_torchvision_detector_is_left_as_it_was(counter: str) -> None:
+    """Faster R-CNN: the meta pass caches meta anchors and fails (nonzero); the real pass counts; the
+    model gives the same detections afterwards, its anchors on the CPU."""
+    detection = pytest.importorskip("torchvision.models.detection")
+    torch.manual_seed(0)
+    model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=3).eval()
+    images = [torch.rand(3, 64, 64)]
+    with torch.no_grad():
+        before = model(images)
+    result = count(model, (images,), {}, counter=counter)
+    assert result.mode == "real" and result.by_category["conv"] > 0
+    assert all(a.device.type == "cpu" for a in model.rpn.anchor_generator.cell_anchors)
+    with torch.no_grad():
+        after = model(images)
+    assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(before, after))

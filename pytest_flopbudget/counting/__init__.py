@@ -16,35 +16,30 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from .. import fastmeta
+from .. import OPTIONS, conventions, fastmeta
 from ..metadevice import all_meta, meta_init, to_meta, weights_on_meta
 from ..result import FlopResult
 from . import dispatch
 from .state import guard
+from .callables import resolve
 from .tally import Tally
-from .trace import NoTensorOutput, trace
+from .trace import NoTensorOutput, OpBudget, TraceTooLong, trace
 
-__all__ = ["COUNTERS", "MODES", "MetaCountError", "Tally", "count", "meta_init", "warm_up"]
+__all__ = ["COUNTERS", "MODES", "UNPRICED", "MetaCountError", "Tally", "UnpricedOperatorError", "count", "meta_init", "warm_up"]
 
-COUNTERS = ("torchprofile", "flop_counter")
-MODES = ("auto", "meta", "real")
+COUNTERS = OPTIONS["counter"]
+MODES = OPTIONS["mode"]
+
+
+UNPRICED = OPTIONS["unpriced"]
 
 
 class MetaCountError(RuntimeError):
     """The model could not be counted on the meta device (and no fallback was allowed or possible)."""
 
 
-# ---- model, inputs and outputs ----------------------------------------------
-
-
-def _resolve(model: Any) -> tuple[Callable[..., Any], Optional[nn.Module]]:
-    """The callable to run and the module owning its weights (a bound method's module counts)."""
-    if isinstance(model, nn.Module):
-        return model, model
-    if callable(model):
-        owner = getattr(model, "__self__", None)
-        return model, owner if isinstance(owner, nn.Module) else None
-    raise TypeError(f"cannot count {type(model).__name__!r}: expected a torch.nn.Module or a callable")
+class UnpricedOperatorError(RuntimeError):
+    """A matmul-, convolution-, attention- or recurrent-class operator ran that no rule prices."""
 
 
 # ---- shared context -----------------------------------------------------------
@@ -65,7 +60,40 @@ def _no_mha_fastpath() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
-_BACKENDS: dict[str, Callable[..., Tally]] = {"torchprofile": trace, "flop_counter": dispatch.run}
+TRACE_OP_LIMIT = 50_000
+TRACE_CALL_LIMIT = 2_000
+"""Operators a trace may run (in all; in one module call itself, not counting its submodules) before the
+default counter hands the call to the dispatch capture.
+
+A trace records one graph node per operator that runs, so a per-step loop is unrolled into a graph
+whose building costs far more than running the operators: a Mamba scan (transformers'
+MambaForCausalLM, 130m shape, 512 tokens: 24 layers x 512 steps) took 39x the time of a plain meta
+forward. A loop shows as one module call running many operators itself: each step of the scan runs
+in the mixer's own forward, so the trace stops within the first layer. No layer of the VAR suite
+runs more than a few hundred itself, nor do transformers' dense, MoE and generation models in the
+tests (``OpBudget.most`` gives the figure); VAR d36-s generation, the largest run, dispatches 25,128
+operators in all. Both limits count operators, not time: a model always takes the same path.
+"""
+
+
+def _default(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
+    """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go."""
+    try:
+        return trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
+    except NoTensorOutput:
+        raise
+    except TraceTooLong as exc:
+        reason = f"{exc}, a loop the trace would unroll into a graph node per operator of every step"
+    except Exception as exc:
+        reason = f"the trace failed ({_first_line(exc)})"
+    tally = dispatch.run(fn, module, args, kwargs, meta)  # the model's own errors surface here
+    tally.notes.append(
+        f"counted by the dispatch capture (every operator that runs, priced by the same rules): {reason}"
+    )
+    return tally
+
+
+_BACKENDS: dict[str, Callable[..., Tally]] = {"torchprofile": _default, "flop_counter": dispatch.run}
 
 
 # ---- entry point ----------------------------------------------------------------
@@ -77,8 +105,14 @@ def _state(module: nn.Module) -> Iterator[torch.Tensor]:
 
 
 def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an error, never a tensor's printout, at most 200 characters."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    line = text[0] if text else ""
+    if "tensor(" in line or "Parameter containing" in line:
+        line = line.split("tensor(")[0].split("Parameter containing")[0].rstrip(" :,(") + " ..."
+    if len(line) > 200:
+        line = line[:197] + "..."
+    return f"{type(exc).__name__}: {line}".rstrip(": ")
 
 
 def _meta_first(
@@ -104,8 +138,24 @@ def _meta_first(
         if not fall_back:
             hint = "use mode='auto' or mode='real' to allow a real forward pass"
             raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
+        if module is None and _mixes_devices(exc):  # a callable over weights this cannot find or swap
+            raise MetaCountError(
+                f"cannot count {_callable_name(fn)} on the meta device ({_first_line(exc)}) and it reaches no "
+                "torch.nn.Module whose weights could be swapped; pass the module itself (measure(model, x)), "
+                "a bound method (model.generate) or a closure over it, or count it for real with mode='real'"
+            ) from None
         notes.append(f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})")
     return _real(backend, fn, module, args, kwargs, False, notes), "real"
+
+
+def _mixes_devices(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "meta" in text and "device" in text
+
+
+def _callable_name(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"the callable {name!r}"
 
 
 def _real(backend: Callable[..., Tally], fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, notes: list[str]) -> Tally:
@@ -116,6 +166,24 @@ def _real(backend: Callable[..., Tally], fn: Callable[..., Any], module: Optiona
     return tally
 
 
+def check_unpriced(unpriced: dict[str, int], policy: str, notes: list[str]) -> None:
+    """Costly (matmul/conv/attention/recurrent class) operators without a rule: fail, or note under ``"warn"``."""
+    costly = {op: n for op, n in sorted(unpriced.items()) if conventions.is_costly(op)}
+    if not costly:
+        return
+    listed = ", ".join(f"{op} ({conventions.category(op)}, {n} call{'s' if n != 1 else ''})" for op, n in costly.items())
+    first = next(iter(costly))
+    text = (
+        f"no rule prices {listed}: the count would miss their MACs. Register a rule (conftest.py): "
+        f"from pytest_flopbudget import register_rule; register_rule({first!r}, lambda node: ...) returning MACs "
+        "from node.inputs[i].shape and node.outputs[0].shape, or count without them: --flop-unpriced=warn "
+        "(ini flopbudget_unpriced = warn, measure.using(unpriced='warn'))"
+    )
+    if policy == "fail":
+        raise UnpricedOperatorError(text)
+    notes.append(text)
+
+
 def count(
     model: Any,
     args: tuple = (),
@@ -123,28 +191,39 @@ def count(
     *,
     counter: str = "torchprofile",
     mode: str = "auto",
+    unpriced: str = "fail",
 ) -> FlopResult:
-    """MACs of one forward pass ``model(*args, **kwargs)``.
+    """MACs of one call ``model(*args, **kwargs)``: a module's forward, or any callable over modules.
 
     ``counter``: ``"torchprofile"`` (the TorchScript trace torchprofile
-    uses) or ``"flop_counter"`` (dispatch-level capture, every aten operator
+    uses; where a trace cannot go, a tracer error or a loop of more than
+    :data:`TRACE_OP_LIMIT` operators, the dispatch capture counts, with a
+    note) or ``"flop_counter"`` (dispatch-level capture: every aten operator
     that runs, as ``torch.utils.flop_counter.FlopCounterMode`` sees them);
     both priced by :mod:`pytest_flopbudget.rules`.
     ``mode``: ``"auto"`` counts on the meta device and falls back to a real
-    forward pass (with a note) when the model needs real values; ``"meta"``
-    never falls back (raises :class:`MetaCountError`); ``"real"`` runs on the
+    pass (with a note) when the model needs real values; ``"meta"`` never
+    falls back (raises :class:`MetaCountError`); ``"real"`` runs on the
     model's own device and tensors. The model's weights are never copied:
-    on meta they are swapped for meta tensors and restored afterwards.
+    on meta they are swapped for meta tensors and restored afterwards; the
+    model's whole state is put back (see :mod:`.state`).
+    ``unpriced``: ``"fail"`` (default) raises :class:`UnpricedOperatorError`
+    when a matmul/conv/attention/recurrent-class operator has no rule;
+    ``"warn"`` counts without it and says so in ``notes``.
+    A callable is counted with the weights of the modules it reaches
+    (closures, bound methods, ``functools.partial``, attributes).
     Counting runs under ``torch.no_grad()`` and leaves train/eval state alone.
     """
     if counter not in _BACKENDS:
         raise ValueError(f"unknown counter {counter!r}; choose one of {', '.join(COUNTERS)}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if unpriced not in UNPRICED:
+        raise ValueError(f"unknown unpriced policy {unpriced!r}; choose one of {', '.join(UNPRICED)}")
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
     kwargs = dict(kwargs or {})
-    fn, module = _resolve(model)
+    fn, module = resolve(model)
     backend = _BACKENDS[counter]
     notes: list[str] = []
 
@@ -155,6 +234,8 @@ def count(
             used = "meta" if on_meta else "real"
         else:
             tally, used = _meta_first(backend, fn, module, args, kwargs, mode == "auto", notes)
+    notes.extend(tally.notes)
+    check_unpriced(tally.unpriced, unpriced, notes)
 
     params = 0
     if module is not None:  # after the pass, so lazy modules are materialized
@@ -168,6 +249,7 @@ def count(
         counter=counter,
         mode=used,
         notes=tuple(notes),
+        capture=tally.capture,
     )
 
 

@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
 from .. import conventions, fastmeta, rules
+from ..metadevice import meta_output
 from .tally import Tally, module_hooks
 
 __all__ = ["capture", "Tally"]
@@ -163,6 +164,9 @@ def _bind_call(func: Any, args: tuple, kwargs: dict) -> Optional[tuple[str, list
     return None
 
 
+_FREE, _PRICED, _UNPRICED = range(3)
+
+
 class _Capture:
     """The running tally and the module stack; prices a call of one operator."""
 
@@ -172,6 +176,23 @@ class _Capture:
         self.stack: list[int] = []
         self.muted = 0  # > 0 inside a composite operator priced as a whole
         self.recent: list[tuple[str, str, int]] = []  # the last priced calls: operator, module, MACs
+        self.kinds: dict[Any, tuple[str, int]] = {}  # dispatched op -> (name, FREE | PRICED | UNPRICED)
+
+    def dispatched(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        """Price one dispatched call; free operators (most of them) cost a dict lookup."""
+        try:
+            operator, kind = self.kinds[func]
+        except KeyError:
+            operator = conventions.normalize(func._schema.name)
+            kind = _UNPRICED if not rules.has_rule(operator) else _FREE if rules.is_free(operator) else _PRICED
+            self.kinds[func] = operator, kind
+        if kind == _FREE:
+            return
+        if kind == _UNPRICED:
+            self.tally.miss(operator)
+            return
+        bound = _bind(func._schema, args, kwargs)
+        self.price(operator, bound if bound is not None else list(args), out)
 
     def price(self, operator: str, inputs: list[Any], out: Any) -> None:
         operator = conventions.normalize(operator)
@@ -227,12 +248,13 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = meta_output(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
         if not self.state.muted:
             if func is _SAFE_SOFTMAX:
                 self.state.math_attention()
-            bound = _bind(func._schema, args, kwargs)
-            self.state.price(func._schema.name, bound if bound is not None else list(args), out)
+            self.state.dispatched(func, args, kwargs, out)
         return out
 
 
@@ -264,6 +286,7 @@ def capture(module: Optional[nn.Module] = None) -> Iterator[Tally]:
     under ``""``. Nothing is run differently: the block's code runs as it would.
     """
     state = _Capture()
+    state.tally.capture = "dispatch"
     with module_hooks(module, state.enter, state.leave) as names:
         state.names.extend(names)
         with _Dispatch(state), _Composites(state):

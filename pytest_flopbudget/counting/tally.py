@@ -14,13 +14,16 @@ import torch.nn as nn
 class Tally:
     """MACs counted so far: in all, per module path ("" for code outside any submodule), per operator.
 
-    ``unpriced`` maps each operator no rule could price to the number of its calls.
+    ``unpriced`` maps each operator no rule could price to the number of its calls; ``notes``
+    says what the count should be read with (a fallback from one capture to the other).
     """
 
     macs: int = 0
     by_module: dict[str, int] = dataclasses.field(default_factory=dict)
     by_operator: dict[str, int] = dataclasses.field(default_factory=dict)
     unpriced: dict[str, int] = dataclasses.field(default_factory=dict)
+    capture: str = ""  # "trace" or "dispatch": which capture saw the operators
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def add(self, module: str, operator: str, macs: int) -> None:
         if macs:
