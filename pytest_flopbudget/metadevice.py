@@ -131,6 +131,10 @@ class MetaTraceFix(TorchDispatchMode):
     get their output from shapes (:func:`meta_output`).
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
+
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:

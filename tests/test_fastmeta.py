@@ -16,6 +16,7 @@ existed, and the suite must match it exactly).
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -377,8 +378,13 @@ class Layers(nn.Module):
 
 
 def _var_models() -> list[tuple[str, nn.Module, tuple]]:
-    sys.path.insert(0, str(ROOT / "examples" / "var"))
-    from model import VARGenerate, VARImageForward, build_var, build_vqvae, dummy_inputs
+    # Loaded under a name of its own: a module called "model" in sys.modules would shadow the
+    # copies of the example that other tests import in-process.
+    spec = importlib.util.spec_from_file_location("_fastmeta_var_model", ROOT / "examples" / "var" / "model.py")
+    var = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(var)
+    VARGenerate, VARImageForward, build_var, build_vqvae, dummy_inputs = (
+        var.VARGenerate, var.VARImageForward, var.build_var, var.build_vqvae, var.dummy_inputs)
 
     labels, tokens, images = dummy_inputs(256)
     return [

@@ -242,6 +242,10 @@ _SAFE_SOFTMAX = getattr(getattr(torch.ops.aten, "_safe_softmax", None), "default
 
 
 class _Dispatch(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
+
     def __init__(self, state: _Capture) -> None:
         super().__init__()
         self.state = state

@@ -32,6 +32,10 @@ class OpBudget(TorchDispatchMode):
     number of operators one module call ran itself (the figure the limits are chosen from).
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
+
     def __init__(self, total: int, per_call: int) -> None:
         super().__init__()
         self.total, self.per_call = total, per_call
