@@ -1,6 +1,6 @@
-"""pytest-flopbudget: forward-pass FLOP budgets and baselines for PyTorch models.
+"""pytest-flopbudget: FLOP budgets and baselines for PyTorch models' forward passes and training steps.
 
-Importing this package does not import torch; ``measure`` imports it on first use.
+Importing this package does not import torch; ``measure`` and ``measure_train_step`` import it on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from .result import FlopResult, Record
 
 __version__ = "0.1.0"
-__all__ = ["FlopResult", "Measure", "Record", "fast_meta", "measure", "meta_init", "register_rule", "__version__"]
+__all__ = ["FlopResult", "Measure", "Record", "fast_meta", "measure", "measure_train_step", "meta_init", "register_rule", "__version__"]
 
 # The options of a measurement and their choices (validated here, so no torch import is needed to check them).
 OPTIONS = {
@@ -59,6 +59,24 @@ class Measure:
 
 
 measure = Measure()
+
+
+def measure_train_step(
+    model: Any, *args: Any, loss: Any = None, optimizer: Any = None, **kwargs: Any
+) -> FlopResult:
+    """Count one training step of ``model`` on ``model(*args, **kwargs)``: forward and loss, backward,
+    and (with ``optimizer``) one steady-state optimizer step, all on the ``meta`` device.
+
+    ``loss(output) -> scalar`` defaults to the output's ``loss`` (a transformers
+    ModelOutput given labels), else the sum of the output. ``optimizer`` is a
+    ``torch.optim.Optimizer`` over the model's parameters (copied, never stepped)
+    or a factory ``params -> Optimizer``. ``FlopResult.phases`` maps "forward",
+    "backward" and "optimizer" to MACs. The model's parameters, gradients and
+    ``requires_grad`` flags and the optimizer's state are as before afterwards.
+    """
+    from .training import count_train_step
+
+    return count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer)
 
 
 def __getattr__(name: str) -> Any:

@@ -19,10 +19,20 @@ The file (default ``flopbudget.toml``) looks like this::
     "blocks.*.attn" = 123
     "head" = 456
 
+A training step (``flops.train_step``) also stores its MACs per phase, and its
+module paths carry their phase (``"backward/blocks.*.attn"``)::
+
+    ["tests/test_train.py::test_step".phases]
+    backward = 2000
+    forward = 1000
+    optimizer = 50
+
 ``macs`` is the exact integer that counts; ``gflops`` (``2 * macs / 1e9``,
 written as an exact decimal) is for humans and ignored on reading. Rendering
-is deterministic: tables sorted by id, modules sorted by path, every id and
-module path quoted, LF line endings, no timestamps.
+is deterministic: tables sorted by id, modules sorted by path, phases sorted by
+name, every id and module path quoted, LF line endings, no timestamps. An entry
+without phases (a forward pass, or any file written before phases existed)
+reads and renders exactly as before.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ except ImportError:  # pragma: no cover - Windows
 SCHEMA = 1
 HEADER = "# pytest-flopbudget baseline: exact MAC counts per test. Update with: pytest --flop-update"
 META = "meta"
-ENTRY_KEYS = ("macs", "gflops", "modules")
+ENTRY_KEYS = ("macs", "gflops", "modules", "phases")
 
 FIX_MALFORMED = "fix it by hand, or delete it and rerun with --flop-update to record a fresh baseline"
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -68,10 +78,12 @@ class BaselineError(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    """One measurement: exact MACs and an optional per-module breakdown (compared by value)."""
+    """One measurement: exact MACs, an optional per-module breakdown and, for a training step,
+    MACs per phase (compared by value)."""
 
     macs: int
     modules: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -208,7 +220,7 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
         raise fail(f"must be a table ([{_quote(key)}] with macs = <int>), got {_kind(value)}")
     unknown = sorted(set(value) - set(ENTRY_KEYS))
     if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (expected macs, gflops, modules; "
+        raise fail(f"unknown key {unknown[0]!r} (expected macs, gflops, modules, phases; "
                    f"quote test ids that contain dots: [\"a.b::test\"])", unknown[0])
     if "macs" not in value:
         raise fail("missing 'macs' (the exact integer MAC count)")
@@ -218,17 +230,19 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
     gflops = value.get("gflops", 0.0)
     if isinstance(gflops, bool) or not isinstance(gflops, (int, float)):
         raise fail(f"'gflops' must be a number, got {_kind(gflops)} {gflops!r}", "gflops")
-    return Entry(macs=macs, modules=_modules(value.get("modules", {}), fail))
+    modules = _counts(value.get("modules", {}), "modules", "module path", fail)
+    return Entry(macs=macs, modules=modules, phases=_counts(value.get("phases", {}), "phases", "phase", fail))
 
 
-def _modules(modules: object, fail: Callable[..., BaselineError]) -> dict[str, int]:
-    if not isinstance(modules, dict):
-        raise fail(f"'modules' must be a table of module path = <int>, got {_kind(modules)}", "modules")
-    for name, macs in modules.items():
+def _counts(table: object, key: str, what: str, fail: Callable[..., BaselineError]) -> dict[str, int]:
+    """A table of ``<what> = <non-negative int>`` (``modules``, ``phases``)."""
+    if not isinstance(table, dict):
+        raise fail(f"'{key}' must be a table of {what} = <int>, got {_kind(table)}", key)
+    for name, macs in table.items():
         if not _is_int(macs) or macs < 0:
-            problem = f"modules.{_quote(name)} must be a non-negative integer, got {_kind(macs)} {macs!r}"
-            raise fail(problem, "modules", name)
-    return dict(modules)
+            problem = f"{key}.{_quote(name)} must be a non-negative integer, got {_kind(macs)} {macs!r}"
+            raise fail(problem, key, name)
+    return dict(table)
 
 
 def _is_int(value: object) -> bool:
@@ -318,12 +332,13 @@ def _render_entry(key: str, entry: Entry) -> str:
         raise ValueError(f"{META!r} is reserved for the [meta] table and cannot be a test id")
     _check_count(entry.macs, f"entry {key!r}: macs")
     text = f"[{_quote(key)}]\nmacs = {entry.macs}\ngflops = {gflops_text(entry.macs)}\n"
-    if entry.modules:
-        lines = [f"\n[{_quote(key)}.modules]"]
-        for name in sorted(entry.modules):
-            _check_count(entry.modules[name], f"entry {key!r}: modules[{name!r}]")
-            lines.append(f"{_quote(name)} = {entry.modules[name]}")
-        text += "\n".join(lines) + "\n"
+    for table, counts in (("modules", entry.modules), ("phases", entry.phases)):
+        if counts:
+            lines = [f"\n[{_quote(key)}.{table}]"]
+            for name in sorted(counts):
+                _check_count(counts[name], f"entry {key!r}: {table}[{name!r}]")
+                lines.append(f"{_quote(name)} = {counts[name]}")
+            text += "\n".join(lines) + "\n"
     return text
 
 

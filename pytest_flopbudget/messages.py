@@ -19,6 +19,7 @@ def junit_properties(record: Record) -> list[tuple[str, object]]:
         "baseline_gflops": "" if record.baseline_gflops is None else round(record.baseline_gflops, 6),
         "status": record.status,
     }
+    values.update({f"{phase}_macs": macs for phase, macs in record.phases.items()})
     if record.base is not None:  # only with --flop-base-ref/--flop-base: other runs keep their properties
         values["base"] = record.base
         values["base_gflops"] = "" if record.base_gflops is None else round(record.base_gflops, 6)
@@ -47,6 +48,8 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         lines.append(f"  baseline: {record.baseline_macs:,} MACs = {fmt_gflops(record.baseline_gflops or 0.0)} GFLOPs ({settings.baseline.name})")
     if record.base_macs is not None and record.status == "raised":
         lines.append(f"  base: {record.base_macs:,} MACs = {fmt_gflops(record.base_gflops or 0.0)} GFLOPs ({base_source})")
+    if record.phases:
+        lines.extend(_phases(record))
     if settings.top:
         lines.extend(_top_modules(record, settings.top))
     if record.status == "regressed" and record.baseline_modules:
@@ -59,6 +62,24 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
     lines.extend(f"  note: {note}" for note in result.notes)
     lines.append("  " + accept_hint(record, settings))
     return "\n".join(lines)
+
+
+def _phases(record: Record) -> list[str]:
+    """A training step's MACs per phase, and each phase's change against the baseline entry's."""
+    width = max(len(phase) for phase in record.phases)
+    out = ["  phases of the training step:"]
+    for phase, macs in record.phases.items():
+        line = f"    {phase:<{width}}  {macs:>,} MACs = {fmt_gflops(FLOPS_PER_MAC * macs / GIGA)} GFLOPs"
+        if record.baseline_phases:
+            old = record.baseline_phases.get(phase)
+            if old is None:
+                line += "  (no baseline)"
+            elif macs != old:
+                line += f"  ({macs - old:+,} MACs, {fmt_pct(pct(macs, old))} against the baseline)"
+            else:
+                line += "  (unchanged)"
+        out.append(line)
+    return out
 
 
 def _top_modules(record: Record, top: int) -> list[str]:
@@ -109,13 +130,15 @@ def accept_hint(record: Record, settings: Settings) -> str:
 
 
 _NO_DEVICE = ("not compiled with", "no cuda gpus", "nvidia driver", "cuda is not available", "mps backend", "no xpu")
-_NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
+NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
 
 
 def count_hint(exc: BaseException, model: object = None) -> str:
     """The fix for the errors a model commonly raises while counted, or ""."""
     if isinstance(model, type):
         return f"\n  flops() got the class {model.__name__} itself; pass an instance: flops({model.__name__}(...), *inputs)"
+    if getattr(exc, "explains_itself", False):  # its message already names the fix
+        return ""
     text = str(exc).lower()
     if any(words in text for words in _NO_DEVICE):
         return (
@@ -123,7 +146,7 @@ def count_hint(exc: BaseException, model: object = None) -> str:
             "(@pytest.mark.skipif(not torch.cuda.is_available(), reason=...)) or keep model and inputs on a device "
             "that exists (counting on the meta device needs none)"
         )
-    if any(words in text for words in _NEEDS_VALUES):
+    if any(words in text for words in NEEDS_VALUES):
         return (
             "\n  the forward needs real values (data-dependent control flow), which meta tensors do not have; "
             "build the model and its inputs on the CPU so --flop-mode=auto can count with a real forward pass"

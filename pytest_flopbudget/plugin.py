@@ -10,7 +10,7 @@ the only process that writes files.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -153,11 +153,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 class FlopMeter:
     """The ``flops`` fixture: ``flops(model, *args, key=None, **kwargs) -> FlopResult``.
 
-    Profiles one forward pass ``model(*args, **kwargs)``, records it against the
-    running test (baseline key: the test id, or ``"<test id>#<key>"``) and checks
-    it at once against the ``flop_budget`` ceiling and the baseline entry; a
-    failed check fails the test here. ``key`` is reserved for the plugin: a
-    model keyword argument named ``key`` cannot be passed through it.
+    Profiles one forward pass ``model(*args, **kwargs)`` (``flops.train_step(...)``: one
+    training step), records it against the running test (baseline key: the test id, or
+    ``"<test id>#<key>"``) and checks it at once against the ``flop_budget`` ceiling and
+    the baseline entry; a failed check fails the test here. ``key`` is reserved for the
+    plugin: a model keyword argument named ``key`` cannot be passed through it (nor
+    ``loss`` and ``optimizer`` through ``train_step``).
     """
 
     def __init__(self, item: pytest.Item, state: RunState, options: dict | None = None, results: dict | None = None) -> None:
@@ -183,6 +184,30 @@ class FlopMeter:
 
     def __call__(self, model: Any, *args: Any, key: str | None = None, **kwargs: Any) -> FlopResult:
         __tracebackhide__ = True
+        hook = self._item.config.hook
+        config = self._item.config
+        options = self._options
+        return self._measure(
+            model, key, lambda: hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=config, options=options)
+        )
+
+    def train_step(
+        self, model: Any, *args: Any, loss: Any = None, optimizer: Any = None, key: str | None = None, **kwargs: Any
+    ) -> FlopResult:
+        """Count and check one training step: forward and ``loss(output)`` (default: the output's ``loss``,
+        else its sum), backward, and one steady-state step of ``optimizer`` (an Optimizer over the model's
+        parameters, never stepped itself, or a factory ``params -> Optimizer``), all on the meta device.
+        ``result.phases`` maps "forward", "backward" and "optimizer" to MACs."""
+        __tracebackhide__ = True
+        from .training import count_train_step
+
+        unpriced = self._options.get("unpriced", self._state.settings.unpriced)
+        return self._measure(
+            model, key, lambda: count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer, unpriced=unpriced)
+        )
+
+    def _measure(self, model: Any, key: str | None, counting: Callable[[], Any]) -> FlopResult:
+        __tracebackhide__ = True
         if key is not None and (not isinstance(key, str) or not key):
             pytest.fail(f"flops(key=...) must be a non-empty string, got {key!r}", pytrace=False)
         if key in self.results:
@@ -191,23 +216,22 @@ class FlopMeter:
                 "give each measurement of a test its own key: flops(model, x, key='encoder')",
                 pytrace=False,
             )
-        result = self._count(model, args, kwargs)
+        result = self._count(model, counting)
         self.results[key] = result
         record, verdict = self._check(result, key)
         self._item.stash.setdefault(ITEM_RECORDS, []).append(record)
         self._item.user_properties.extend(junit_properties(record))
         if verdict.warning:
-            warnings.warn(FlopBudgetWarning(record.message), stacklevel=2)
+            warnings.warn(FlopBudgetWarning(record.message), stacklevel=3)
         if verdict.failure:
             pytest.fail(record.message, pytrace=False)
         return result
 
-    def _count(self, model: Any, args: tuple, kwargs: dict) -> FlopResult:
+    def _count(self, model: Any, counting: Callable[[], Any]) -> FlopResult:
         __tracebackhide__ = True
-        hook = self._item.config.hook
         problem = None
         try:
-            result = hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=self._item.config, options=self._options)
+            result = counting()
         except Exception as exc:  # the model's or the counter's error becomes this test's failure
             problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}{count_hint(exc, model)}"
         if problem:
@@ -215,7 +239,7 @@ class FlopMeter:
         if not isinstance(result, FlopResult):
             pytest.fail(f"flops: the counter returned {type(result).__name__}, expected a FlopResult", pytrace=False)
         for note in result.notes:
-            warnings.warn(FlopBudgetWarning(f"{self._item.nodeid}: {note}"), stacklevel=3)
+            warnings.warn(FlopBudgetWarning(f"{self._item.nodeid}: {note}"), stacklevel=4)
         return result
 
     def _check(self, result: FlopResult, key: str | None) -> tuple[Record, Verdict]:
@@ -261,6 +285,8 @@ class FlopMeter:
             baseline_modules=dict(entry.modules) if entry is not None else {},
             unpriced=dict(result.unpriced),
             categories=result.by_category,
+            phases=dict(result.phases),
+            baseline_phases=dict(entry.phases) if entry is not None else {},
             base=None if base is None else base.label,
             base_macs=None if base_entry is None else base_entry.macs,
             base_modules={} if base_entry is None else dict(base_entry.modules),

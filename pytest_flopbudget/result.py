@@ -55,6 +55,14 @@ def rank_modules(modules: dict[str, int], n: int) -> list[tuple[str, int]]:
     return [(path, macs) for path, macs in ranked[:n] if macs]
 
 
+PHASES = ("forward", "backward", "optimizer")  # the phases of a training step, in order
+
+
+def phase_path(phase: str, path: str) -> str:
+    """A module path of a training step as the baseline stores it: ``backward/blocks.*.attn``."""
+    return f"{phase}/{path}"
+
+
 def module_deltas(modules: dict[str, int], reference: dict[str, int]) -> list[tuple[str, int]]:
     """``(path, MACs now - MACs in reference)`` of every module path that changed, largest change first."""
     paths = set(modules) | set(reference)
@@ -64,9 +72,13 @@ def module_deltas(modules: dict[str, int], reference: dict[str, int]) -> list[tu
 
 @dataclass(frozen=True)
 class FlopResult:
-    """Forward-pass cost of one call of a model.
+    """Cost of one call of a model (a forward pass), or of one training step.
 
     ``macs`` is exact; ``flops`` is ``2 * macs``; ``gflops`` is ``flops / 1e9``.
+    A training step (``measure_train_step``, ``flops.train_step``) also has
+    ``phases``: MACs of ``"forward"`` (forward and loss), ``"backward"`` and
+    ``"optimizer"``, summing to ``macs``, and ``phase_modules``: each phase's
+    per-module MACs. ``by_module`` and ``by_operator`` hold the whole step.
     """
 
     macs: int
@@ -78,6 +90,8 @@ class FlopResult:
     mode: str = "meta"
     notes: tuple[str, ...] = ()
     capture: str = "trace"  # what saw the operators: "trace" (TorchScript) or "dispatch" (every op that ran)
+    phases: dict[str, int] = field(default_factory=dict)
+    phase_modules: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
@@ -105,16 +119,29 @@ class FlopResult:
 
     def module_totals(self) -> dict[str, int]:
         """MACs per module path as the baseline stores them: list indices folded (``blocks.*.attn``),
-        cut at ``MODULE_DEPTH`` parts, zeros dropped, the root module as ``<root>``."""
-        totals = rollup(self.by_module, depth=MODULE_DEPTH, collapse=True)
-        return {path or "<root>": macs for path, macs in sorted(totals.items()) if macs}
+        cut at ``MODULE_DEPTH`` parts, zeros dropped, the root module as ``<root>``. For a training
+        step each path is prefixed with its phase (``backward/blocks.*.attn``), so a change says
+        which phase and which modules grew."""
+        if not self.phases:
+            return _module_totals(self.by_module)
+        out = {}
+        for phase in PHASES:
+            for path, macs in _module_totals(self.phase_modules.get(phase, {})).items():
+                out[phase_path(phase, path)] = macs
+        return dict(sorted(out.items()))
 
     def top_modules(self, n: int = 5) -> list[tuple[str, int]]:
         """The ``n`` entries of ``module_totals()`` with the most MACs."""
         return rank_modules(self.module_totals(), n)
 
     def __repr__(self) -> str:
-        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}, params={self.params:,}, counter={self.counter!r})"
+        phases = "".join(f", {phase}={macs:,}" for phase, macs in self.phases.items())
+        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}{phases}, params={self.params:,}, counter={self.counter!r})"
+
+
+def _module_totals(by_module: dict[str, int]) -> dict[str, int]:
+    totals = rollup(by_module, depth=MODULE_DEPTH, collapse=True)
+    return {path or "<root>": macs for path, macs in sorted(totals.items()) if macs}
 
 
 @dataclass
@@ -139,6 +166,10 @@ class Record:
     baseline_modules: dict[str, int] = field(default_factory=dict)
     unpriced: dict[str, int] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)  # MACs per conventions.CATEGORIES entry
+    phases: dict[str, int] = field(default_factory=dict)  # a training step's MACs per phase (PHASES)
+    baseline_phases: dict[str, int] = field(default_factory=dict)
+
+
     base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
     base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
     base_modules: dict[str, int] = field(default_factory=dict)

@@ -471,3 +471,29 @@ def test_property_round_trip_and_determinism(tmp_path_factory: pytest.TempPathFa
     assert list(loaded.entries) == sorted(entries)
     assert loaded.meta == {"schema": 1, **meta}
     assert save(path, loaded.entries, loaded.meta) is False
+
+
+# --------------------------------------------------------------------------- training-step phases
+
+
+def test_phases_render_sorted_after_modules_and_read_back(tmp_path: Path) -> None:
+    entry = Entry(60, {"forward/head": 10, "backward/head": 20}, {"optimizer": 30, "forward": 10, "backward": 20})
+    text = render({"t.py::test_step": entry}, META)
+    assert text.endswith(
+        '["t.py::test_step"]\nmacs = 60\ngflops = 0.00000012\n\n'
+        '["t.py::test_step".modules]\n"backward/head" = 20\n"forward/head" = 10\n\n'
+        '["t.py::test_step".phases]\n"backward" = 20\n"forward" = 10\n"optimizer" = 30\n'
+    )
+    assert baseline.load(write(tmp_path / "b.toml", text)).entries["t.py::test_step"] == entry
+
+
+def test_files_without_phases_load_and_render_byte_identical(tmp_path: Path) -> None:
+    loaded = baseline.load(write(tmp_path / "b.toml", EXAMPLE))
+    assert all(entry.phases == {} for entry in loaded.entries.values())
+    assert render(loaded.entries, loaded.meta) == EXAMPLE
+
+
+def test_bad_phase_count_names_the_phase(tmp_path: Path) -> None:
+    text = '["t.py::test_step"]\nmacs = 3\n\n["t.py::test_step".phases]\nforward = -1\n'
+    with pytest.raises(baseline.BaselineError, match=r'phases\."forward" must be a non-negative integer'):
+        baseline.load(write(tmp_path / "b.toml", text))

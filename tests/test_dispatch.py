@@ -34,7 +34,8 @@ def test_capture_around_an_optimizer_step_sees_no_profiler_markers() -> None:
     with capture(model) as tally:
         optimizer.step()
     assert tally.unpriced == {}
-    assert tally.macs == 0  # p -= lr * g: an add with alpha, free by the elementwise convention
+    # p += -lr * g: a scaled add, one multiply per parameter element (rules.py's training-step convention)
+    assert tally.macs == 4 * 2 + 2
     assert not torch.equal(weight, model.weight)  # the step ran for real
 
 

@@ -28,6 +28,15 @@ def test_readme_usage_example_runs_as_documented(pytester: pytest.Pytester) -> N
     again.stdout.fnmatch_lines(["*FLOP REPORT*", "*0 over-budget, 0 regressed, 0 new, 0 improved, 3 ok*"])
 
 
+def test_readme_training_step_example_runs_as_documented(pytester: pytest.Pytester) -> None:
+    example = next(block for block in code_blocks("python") if block.startswith("# tests/test_train_cost.py"))
+    pytester.makepyfile(test_train_cost=example)
+    pytester.runpytest("--flop-update").assert_outcomes(passed=1)
+    entry = (pytester.path / "flopbudget.toml").read_text()
+    assert '"backward" = 4096\n"forward" = 3072\n"optimizer" = 4040\n' in entry
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
 def test_every_option_and_its_ini_twin_is_documented() -> None:
     table = README.split("## Options", 1)[1].split("\n## ", 1)[0]
     for opt in OPTIONS:

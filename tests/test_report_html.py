@@ -174,6 +174,16 @@ def test_changes_against_the_baseline_module_by_module() -> None:
     assert "No baseline entry yet." in page.breakdown(suite()[3])
 
 
+def test_a_training_step_shows_its_phases_and_their_change() -> None:
+    step = rec("test_step", 3.0, "regressed", 2.5, phases={"forward": 500_000_000, "backward": 900_000_000, "optimizer": 100_000_000},
+               baseline_phases={"backward": 650_000_000, "forward": 500_000_000, "optimizer": 100_000_000},
+               modules={"backward/blocks.*": 900_000_000}, baseline_modules={"backward/blocks.*": 650_000_000})
+    text = page.breakdown(step)
+    assert "<dt>forward (training step)</dt><dd>500,000,000 MACs = 1.000 GFLOPs</dd>" in text
+    assert "<dt>backward (training step)</dt><dd>900,000,000 MACs = 1.800 GFLOPs (+250,000,000 MACs, +38.5% against the baseline)</dd>" in text
+    assert "<code>backward/blocks.*</code>" in text  # the module that grew, in its phase
+
+
 # ---------------------------------------------------------------- escaping
 
 

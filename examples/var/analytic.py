@@ -12,6 +12,18 @@ Every cost is a ``Cost(exact, elementwise)``:
 
 1 MAC = 2 FLOPs. ``batch`` is the number of images (generation runs 2 * batch rows).
 
+Training step (VAR's trainer; ``train_forward``, ``train_backward``, ``adamw_step``), per sample:
+
+    backward exact = 2 * (transformer forward exact) - (L - 1) Cv C
+            (every Linear computes dW and dX, attention dQ dK dV dP = 2x its forward;
+             word_embed needs no dX: its input comes from the frozen VQVAE)
+    backward elementwise = d * (14 L C + H) + 2 L C + L
+            (per block: the 4 modulation muls have both operands trainable, 2 L C each;
+             q * exp(s) 2 L C; each F.normalize of q and k: a mul in the norm's and in the
+             division's backward, 2 L C each; exp's backward H; head_nm 2 L C; the loss weight L)
+    optimizer (fused AdamW, per parameter element) = 5 decayed + 4 not decayed
+            (lerp, mul, addcmul, addcdiv; the decoupled decay p *= 1 - lr wd)
+
 Transformer forward, per sample, for depth d, width C = 64 d, H = d heads, L tokens,
 V = 4096, Cv = 32:
 
@@ -27,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import BASE_CHANNELS, CHANNEL_MULT, VAE_CHANNELS, VOCAB_SIZE, patch_nums_for
+from model import BASE_CHANNELS, CHANNEL_MULT, NUM_CLASSES, VAE_CHANNELS, VOCAB_SIZE, patch_nums_for
 
 QKV_PROJ_MLP = 3 + 1 + 4 + 4  # multiples of C^2 per token in a block
 
@@ -240,3 +252,68 @@ def bicubic_outputs(shape: VarShape, batch: int = 1) -> int:
     """
     side = shape.latent_side
     return batch * (len(shape.patch_nums) - 1) * VAE_CHANNELS * side * side
+
+
+# --------------------------------------------------------------------------- training step
+
+
+def image_codes(shape: VarShape) -> Cost:
+    """VAR's ``f_to_idxBl_or_fhat`` on one image: every one of the K scales is quantised (area resize but
+    at the last, distances to every code, bicubic back but at the last, phi on the full latent)."""
+    pns, full = shape.patch_nums, shape.latent_side
+    cost = Cost()
+    for step, pn in enumerate(pns):
+        last = step == len(pns) - 1
+        cost += Cost() if last else area_resize(pn)
+        cost += Cost(pn * pn * VAE_CHANNELS * VOCAB_SIZE, 0) + phi(full)
+    return cost
+
+
+def var_input(shape: VarShape) -> Cost:
+    """``idxBl_to_var_input``: for scales 0 .. K-2 phi on the bicubic-upsampled codes, then f_hat
+    area-resized to the next scale (the last resize keeps the full size and is still an area pool)."""
+    pns, full = shape.patch_nums, shape.latent_side
+    cost = Cost()
+    for step in range(len(pns) - 1):
+        cost += phi(full) + area_resize(pns[step + 1])
+    return cost
+
+
+def train_bicubic_outputs(shape: VarShape, batch: int = 1) -> int:
+    """Bicubic upsamples of a training step: K-1 while quantising, K-1 again rebuilding the input."""
+    return 2 * bicubic_outputs(shape, batch)
+
+
+def train_forward(shape: VarShape, batch: int = 1) -> Cost:
+    """Images -> codes of all scales -> teacher-forcing input -> transformer -> weighted cross-entropy.
+
+    The cross-entropy (log-softmax, gather) is free; ``loss.mul(lw)`` is L muls per image and the
+    final ``mean`` over the batch one MAC (a mean costs its output's numel)."""
+    vqvae = encoder(shape.resolution) + image_codes(shape) + var_input(shape)
+    return vqvae.times(batch) + transformer_forward(shape, batch) + Cost(0, batch * shape.length + 1)
+
+
+def train_backward(shape: VarShape, batch: int = 1) -> Cost:
+    """The transformer's backward (the VQVAE is frozen and its output needs no gradient)."""
+    c, d, length = shape.width, shape.depth, shape.length
+    word_embed = batch * (length - 1) * VAE_CHANNELS * c
+    exact = 2 * transformer_forward(shape, batch).exact - word_embed
+    elementwise = batch * (d * 14 * length * c + 2 * length * c + length) + d * shape.heads
+    return Cost(exact, elementwise)
+
+
+def parameter_groups(shape: VarShape) -> tuple[int, int]:
+    """(decayed, not decayed) parameter elements of VAR's two AdamW groups (``filter_params``)."""
+    c, d = shape.width, shape.depth
+    if shape.shared_adaln:
+        raise NotImplementedError("the training step is modelled for d16 .. d30")
+    # per block: ada_lin 6C^2, mat_qkv 3C^2, proj C^2, fc1 4C^2, fc2 4C^2 decayed; their biases
+    # (6C, C, 4C, C), q_bias and v_bias (C each) and scale_mul (H) not
+    decayed = d * 18 * c * c + VAE_CHANNELS * c + (NUM_CLASSES + 1) * c + 2 * c * c + VOCAB_SIZE * c
+    not_decayed = d * (14 * c + shape.heads) + c + c + shape.length * c + len(shape.patch_nums) * c + 2 * c + VOCAB_SIZE
+    return decayed, not_decayed
+
+
+def adamw_step(shape: VarShape) -> Cost:
+    decayed, not_decayed = parameter_groups(shape)
+    return Cost(0, 5 * decayed + 4 * not_decayed)

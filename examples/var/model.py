@@ -16,6 +16,8 @@ Public entry points:
 - ``dummy_inputs(resolution=256, batch=1, device="meta")`` -> (labels, tokens, images)
 - ``VARImageForward(vqvae, var)``: ``forward(images, labels)`` -> logits (B, L, V)
 - ``VARGenerate(vqvae, var, cfg=4.0, top_k=900, top_p=0.96)``: ``forward(labels)`` -> images in [0, 1]
+- ``VARTrainStep(vqvae, var)``: ``forward(images, labels)`` -> the training loss, as VAR's trainer computes it
+- ``var_optimizer(var)``: AdamW over VAR's two parameter groups, as VAR's trainer builds it
 """
 
 from __future__ import annotations
@@ -486,6 +488,42 @@ class MultiScaleQuantizer(nn.Module):
         return torch.cat(inputs, dim=1)
 
 
+    # ---- training: VAR's trainer quantises all K scales, then rebuilds the teacher-forcing input ----
+
+    def image_codes(self, f_BChw: Tensor) -> list[Tensor]:
+        """The code indices of every scale, each (B, pn^2), as ``f_to_idxBl_or_fhat``: at each scale the
+        residual is area-downsampled (not at the last, full-size one), quantised, looked up, bicubic-upsampled
+        (not at the last), refined by phi, added to f_hat and taken off the residual."""
+        f_rest = f_BChw.detach().clone()
+        f_hat = torch.zeros_like(f_rest)
+        full, last = f_rest.shape[-1], len(self.patch_nums) - 1
+        codes = []
+        for step, side in enumerate(self.patch_nums):
+            rest = F.interpolate(f_rest, size=(side, side), mode="area") if step != last else f_rest
+            idx = self.nearest_codes(rest)
+            h = self.codes_to_map(idx, side)
+            if step != last:
+                h = F.interpolate(h, size=(full, full), mode="bicubic")
+            h = self.phis[PHI_INDEX[step]](h)
+            f_hat = f_hat + h
+            f_rest = f_rest - h
+            codes.append(idx)
+        return codes
+
+    def var_input(self, codes: list[Tensor]) -> Tensor:
+        """``idxBl_to_var_input``: f_hat rebuilt from the codes of scales 0 .. K-2 (lookup, bicubic, phi), each
+        time area-downsampled to the next scale (the last one too, to its own size) and flattened: (B, L-1, Cv)."""
+        batch, full = codes[0].shape[0], self.patch_nums[-1]
+        f_hat = self.embedding.weight.new_zeros(batch, VAE_CHANNELS, full, full)
+        inputs = []
+        for step in range(len(self.patch_nums) - 1):
+            h = F.interpolate(self.codes_to_map(codes[step], self.patch_nums[step]), size=(full, full), mode="bicubic")
+            f_hat = f_hat + self.phis[PHI_INDEX[step]](h)
+            side = self.patch_nums[step + 1]
+            inputs.append(F.interpolate(f_hat, size=(side, side), mode="area").flatten(2).transpose(1, 2))
+        return torch.cat(inputs, dim=1)
+
+
 class VQVAE(nn.Module):
     def __init__(self, patch_nums: tuple[int, ...], base: int = BASE_CHANNELS) -> None:
         super().__init__()
@@ -605,3 +643,59 @@ class VARGenerate(nn.Module):
                 tokens = nxt.repeat(2, 1, 1)
                 start += count
         return f_hat
+
+
+# --------------------------------------------------------------------------- training
+
+
+class VARTrainStep(nn.Module):
+    """One step of VAR's trainer up to the loss: ``forward(images, labels)`` -> scalar loss.
+
+    The VQVAE is frozen (VAR's trainer builds it in test mode, every parameter with
+    ``requires_grad=False``), so the images become code indices of all K scales and the
+    teacher-forcing input without any gradient. The transformer runs on the teacher-forced
+    tokens; the loss is cross-entropy over the 4096 codes at each of the L positions, weighted
+    1/L per position, summed per image and averaged over the batch (``loss.mul(lw).sum(-1).mean()``).
+    """
+
+    def __init__(self, vqvae: VQVAE, var: VAR) -> None:
+        super().__init__()
+        self.vqvae = vqvae.requires_grad_(False)
+        self.var = var
+        with torch.device(var.pos_1LC.device):
+            self.register_buffer("loss_weight", torch.ones(1, var.length) / var.length, persistent=False)
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        quantize = self.vqvae.quantize
+        codes = quantize.image_codes(self.vqvae.encode(images))
+        logits = self.var(labels, quantize.var_input(codes))
+        targets = torch.cat(codes, dim=1)
+        loss = F.cross_entropy(logits.view(-1, VOCAB_SIZE), targets.view(-1), reduction="none").view(labels.shape[0], -1)
+        return loss.mul(self.loss_weight).sum(dim=-1).mean()
+
+
+# Parameters VAR's trainer does not decay (besides every 1-D parameter and every bias).
+NO_DECAY_KEYS = (
+    "cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC", "pos_start", "start_pos",
+    "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias", "scale_mul",
+)
+WEIGHT_DECAY = 0.05  # twd (= twde): the decay the schedule keeps for the decayed group
+
+
+def var_param_groups(var: VAR) -> list[dict]:
+    """VAR's ``filter_params``: group "D" (decayed) and "ND" (1-D, biases, the no-decay keys)."""
+    decay, no_decay = [], []
+    for name, param in var.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim == 1 or name.endswith("bias") or any(key in name for key in NO_DECAY_KEYS):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def var_optimizer(var: VAR, lr: float = 3e-4) -> torch.optim.Optimizer:
+    """AdamW as VAR's trainer builds it: betas (0.9, 0.95), fused, the two parameter groups
+    (lr = 1e-4 * 768 / 256 for its default batch of 768)."""
+    return torch.optim.AdamW(var_param_groups(var), lr=lr, betas=(0.9, 0.95), weight_decay=0.0, fused=True)

@@ -1,4 +1,5 @@
-"""FLOP budgets of VAR with the ``flops`` fixture: transformer forward, forward on images, generation.
+"""FLOP budgets of VAR with the ``flops`` fixture: transformer forward, forward on images, generation,
+and one training step as VAR's trainer runs it (``flops.train_step``).
 
 Every model is built on the meta device, so d30 (2B parameters) and d36-s cost no memory.
 Batch size 1 throughout, as in the common ``profile_macs(model, (images, labels))`` recipe.
@@ -17,7 +18,16 @@ import pytest
 import analytic
 from pytest_flopbudget import conventions
 
-from model import RELEASED, VARGenerate, VARImageForward, build_released, build_vqvae, dummy_inputs
+from model import (
+    RELEASED,
+    VARGenerate,
+    VARImageForward,
+    VARTrainStep,
+    build_released,
+    build_vqvae,
+    dummy_inputs,
+    var_optimizer,
+)
 
 # GFLOPs ceilings per released model: measured values are
 #   d16    310.18 /   525.58 /   994.92      d20   589.89 /   805.29 /  1544.85
@@ -30,6 +40,9 @@ BUDGETS = {
     "d30": {"forward": 1965, "image": 2185, "generate": 4270},
     "d36-s": {"forward": 12250, "image": 13150, "generate": 24900},
 }
+# Training step (VAR's trainer, fused AdamW), measured GFLOPs:
+#   d16 1149.20   d20 1991.27   d24 3231.50   d30 6007.59
+TRAIN_BUDGETS = {"d16": 1175, "d20": 2035, "d24": 3300, "d30": 6130}
 BICUBIC_MACS_PER_OUTPUT = 16  # what pytest-flopbudget charges for aten::upsample_bicubic2d
 
 
@@ -79,3 +92,27 @@ def test_generate(flops, name: str) -> None:
     assert not result.unpriced, result.unpriced  # sampling included: every operator has a price
     shape = shape_of(name)
     check_analytic(result.by_operator, analytic.generation(shape), analytic.bicubic_outputs(shape))
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.flop_budget(gflops), id=name) for name, gflops in TRAIN_BUDGETS.items()]
+)
+def test_train_step(flops, name: str) -> None:
+    """Images -> frozen VQVAE -> codes of all scales and the teacher-forcing input (no gradients);
+    transformer forward, weighted cross-entropy over the 4096 codes; backward; one fused AdamW step
+    over VAR's two parameter groups. All on meta: d30's 2B parameters cost no memory."""
+    resolution = RELEASED[name][1]
+    labels, _, images = dummy_inputs(resolution)
+    var = build_released(name)
+    result = flops.train_step(VARTrainStep(build_vqvae(resolution=resolution), var), images, labels, optimizer=var_optimizer(var))
+    assert not result.unpriced, result.unpriced
+    shape = shape_of(name)
+    assert result.phases["optimizer"] == result.by_operator["aten::_fused_adamw_"] == analytic.adamw_step(shape).total
+    train_forward = analytic.train_forward(shape)
+    bicubic = BICUBIC_MACS_PER_OUTPUT * analytic.train_bicubic_outputs(shape)
+    assert result.phases["forward"] == train_forward.total + bicubic
+    backward = analytic.train_backward(shape)
+    assert result.phases["backward"] == backward.total
+    # the matmul terms of the backward exactly: dX and dW of every Linear (mm), the attention's four gradient matmuls
+    by_op = result.by_operator
+    assert by_op["aten::mm"] + by_op["aten::_scaled_dot_product_flash_attention_for_cpu_backward"] == backward.exact

@@ -13,11 +13,13 @@ from model import (
     RELEASED,
     VARGenerate,
     VARImageForward,
+    VARTrainStep,
     block_causal_mask,
     build_released,
     build_var,
     build_vqvae,
     dummy_inputs,
+    var_optimizer,
 )
 
 NAMES = list(RELEASED)
@@ -175,3 +177,35 @@ def test_cpu_image_forward_and_generation(small_cpu_models) -> None:
     assert tuple(generated.shape) == (1, 3, 256, 256)
     assert generated.min() >= 0 and generated.max() <= 1
     assert all(block.attn.cached_k is None for block in var.blocks)  # cache cleared afterwards
+
+
+def test_cpu_training_input_equals_the_forward_input(small_cpu_models) -> None:
+    """The trainer's two steps (codes of all scales, then the input rebuilt from them) give the same
+    teacher-forcing input as quantising and building it in one pass."""
+    _, vqvae = small_cpu_models
+    images = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        latent = vqvae.encode(images)
+        codes = vqvae.quantize.image_codes(latent)
+        rebuilt = vqvae.quantize.var_input(codes)
+        direct = vqvae.quantize.teacher_forcing_input(latent)
+    assert [tuple(c.shape) for c in codes] == [(1, pn * pn) for pn in vqvae.quantize.patch_nums]
+    torch.testing.assert_close(rebuilt, direct)
+
+
+def test_cpu_training_step_trains_the_transformer_only() -> None:
+    torch.manual_seed(0)
+    var, vqvae = build_var(2, device="cpu"), build_vqvae(device="cpu", base_channels=32)
+    step, optimizer = VARTrainStep(vqvae, var), var_optimizer(var)
+    images, labels = torch.rand(1, 3, 256, 256) * 2 - 1, torch.tensor([3])
+    loss = step(images, labels)
+    assert loss.dim() == 0 and 0 < loss.item() < 20  # cross-entropy over 4096 codes: about ln 4096 = 8.3 at init
+    loss.backward()
+    assert all(p.grad is not None for p in var.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in vqvae.parameters())
+    before = var.head.weight.detach().clone()
+    optimizer.step()
+    assert not torch.equal(before, var.head.weight)
+    decayed, not_decayed = (len(group["params"]) for group in optimizer.param_groups)
+    assert decayed + not_decayed == len(list(var.parameters()))
+    assert optimizer.param_groups[0]["weight_decay"] == 0.05 and optimizer.param_groups[1]["weight_decay"] == 0.0

@@ -237,9 +237,7 @@ def count(
     notes.extend(tally.notes)
     check_unpriced(tally.unpriced, unpriced, notes)
 
-    params = 0
-    if module is not None:  # after the pass, so lazy modules are materialized
-        params = sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))
+    params = parameter_count(module)  # after the pass, so lazy modules are materialized
     return FlopResult(
         macs=tally.macs,
         params=params,
@@ -251,6 +249,13 @@ def count(
         notes=tuple(notes),
         capture=tally.capture,
     )
+
+
+def parameter_count(module: Optional[nn.Module]) -> int:
+    """Elements of the module's parameters (uninitialized lazy ones not counted)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))
 
 
 class _WarmUp(nn.Module):
@@ -266,7 +271,7 @@ class _WarmUp(nn.Module):
 
 
 def warm_up() -> None:
-    """Count a tiny model once with each counter, on meta and for real.
+    """Count a tiny model once with each counter, on meta and for real, and one training step of it.
 
     torch imports a lot lazily on the first meta or dispatch-mode call
     (torch._dynamo, sympy, the dispatch-mode machinery, ...). Call this once
@@ -278,3 +283,6 @@ def warm_up() -> None:
     for counter in COUNTERS:
         for mode in ("meta", "real"):
             count(model, (x,), {}, counter=counter, mode=mode)
+    from ..training import count_train_step
+
+    count_train_step(model, (x,), optimizer=lambda params: torch.optim.AdamW(params, fused=True))

@@ -25,7 +25,7 @@ dispatch level only.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Optional
 
@@ -170,8 +170,9 @@ _FREE, _PRICED, _UNPRICED = range(3)
 class _Capture:
     """The running tally and the module stack; prices a call of one operator."""
 
-    def __init__(self) -> None:
+    def __init__(self, where: Optional[Callable[[], str]] = None) -> None:
         self.tally = Tally()
+        self.where = where  # names the module for code outside any submodule's forward
         self.names: list[str] = []
         self.stack: list[int] = []
         self.muted = 0  # > 0 inside a composite operator priced as a whole
@@ -212,7 +213,7 @@ class _Capture:
         if macs is None:
             self.tally.miss(operator)
             return
-        module = self.names[self.stack[-1]] if self.stack else ""
+        module = self.names[self.stack[-1]] if self.stack else (self.where() if self.where else "")
         self.tally.add(module, operator, macs)
         if macs:
             self.recent = (self.recent + [(operator, module, macs)])[-3:]
@@ -282,14 +283,16 @@ class _Composites(TorchFunctionMode):
 
 
 @contextmanager
-def capture(module: Optional[nn.Module] = None) -> Iterator[Tally]:
+def capture(module: Optional[nn.Module] = None, where: Optional[Callable[[], str]] = None) -> Iterator[Tally]:
     """Count every operator that runs inside the block; yields the running :class:`Tally`.
 
     ``module``'s submodules attribute the MACs of their forward (by forward hooks);
     code outside any submodule's forward (a backward, an optimizer step) counts
-    under ``""``. Nothing is run differently: the block's code runs as it would.
+    under ``where()`` when given (a training step's backward names the module whose
+    forward made the autograd node that runs), else under ``""``. Nothing is run
+    differently: the block's code runs as it would.
     """
-    state = _Capture()
+    state = _Capture(where)
     state.tally.capture = "dispatch"
     with module_hooks(module, state.enter, state.leave) as names:
         state.names.extend(names)

@@ -420,6 +420,15 @@ def _changes(record: Record, title: str, ref_macs: int | None, ref_modules: dict
     return out
 
 
+def _phase_fact(record: Record, phase: str, macs: int) -> str:
+    """A training step's phase: its MACs, and its change against the baseline entry's phase."""
+    text = f"{macs:,} MACs = {fmt_gflops(_gflops_of(macs))} GFLOPs"
+    old = record.baseline_phases.get(phase)
+    if old is not None and old != macs:
+        text += f" ({macs - old:+,} MACs, {fmt_delta(pct(macs, old))} against the baseline)"
+    return text
+
+
 def _facts(record: Record) -> list[tuple[str, str]]:
     facts = [("measured", f"{record.macs:,} MACs = {fmt_gflops(record.gflops)} GFLOPs")]
     if record.published_macs is not None:
@@ -431,6 +440,7 @@ def _facts(record: Record) -> list[tuple[str, str]]:
     if record.baseline_macs is not None:
         facts.append(("baseline", f"{fmt_gflops(record.baseline_gflops)} GFLOPs ({fmt_delta(record.delta_pct)})"))
     facts += _base_facts(record)
+    facts += [(f"{phase} (training step)", _phase_fact(record, phase, macs)) for phase, macs in record.phases.items()]
     if record.location:
         facts.append(("location", f"{record.location[0]}:{record.location[1]}"))
     if record.unpriced:

@@ -55,6 +55,8 @@ def _test_json(record: Record) -> dict[str, Any]:
         "location": location,
         "unpriced": dict(sorted(record.unpriced.items())),
         "top_modules": top_modules(record.modules),
+        "phases": dict(record.phases),  # a training step's MACs per phase; {} for a forward pass
+        "baseline_phases": dict(record.baseline_phases),
         "base_macs": record.base_macs,
         "base_gflops": record.base_gflops,
         "base_delta_pct": record.base_delta_pct,

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Iterable
 
-from ..result import Record
+from ..result import FLOPS_PER_MAC, GIGA, Record, pct
 from .common import (
     UPDATE_COMMAND,
     BaseSummary,
@@ -191,6 +191,26 @@ def _environment(env: dict[str, str], baseline_env: dict[str, str] | None) -> li
 
 
 
+def _phases_table(records: list[Record]) -> list[str]:
+    """Training steps: GFLOPs per phase, with each phase's change against the baseline."""
+    steps = [r for r in sorted(records, key=lambda r: r.id) if r.phases]
+    if not steps:
+        return []
+    phases = list(dict.fromkeys(p for r in steps for p in r.phases))
+    header = ["Training step", *(f"{p.capitalize()} GFLOPs" for p in phases)]
+    rows = []
+    for r in steps:
+        cells = [md_code(r.id)]
+        for phase in phases:
+            macs, old = r.phases.get(phase), r.baseline_phases.get(phase)
+            cell = fmt_gflops(None if macs is None else FLOPS_PER_MAC * macs / GIGA)
+            if macs is not None and old is not None and macs != old:
+                cell += f" ({fmt_delta(pct(macs, old))})"
+            cells.append(cell)
+        rows.append(cells)
+    return _table(header, [":---", *("---:" for _ in phases)], rows)
+
+
 def _unpriced_note(records: list[Record]) -> list[str]:
     totals = unpriced_totals(records)
     if not totals:
@@ -283,5 +303,5 @@ def markdown_report(
     sections += [mermaid_chart(changed)]
     if records:
         sections.append(_all_table(records))
-    sections += [_unpriced_note(records), _environment(env, baseline_env), _guidance(counts, command)]
+    sections += [_phases_table(records), _unpriced_note(records), _environment(env, baseline_env), _guidance(counts, command)]
     return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
