@@ -31,8 +31,8 @@ from typing import Any, Callable, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("meta", "engine-real", "torchprofile", "flop_counter")
-TARGET_WALL_S = 3.0
-TARGET_RSS_MB = 700.0
+TARGET_WALL_S = 2.0
+TARGET_RSS_MB = 400.0
 TARGET_SPEEDUP = 10.0
 
 

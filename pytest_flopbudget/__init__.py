@@ -11,7 +11,10 @@ from .result import FlopResult, Record
 from .scaling import Scaling, assert_scaling
 
 __version__ = "0.1.0"
-__all__ = ["FlopResult", "Measure", "Record", "Scaling", "assert_scaling", "measure", "measure_train_step", "meta_init", "register_rule", "__version__"]
+__all__ = [
+    "FlopResult", "Measure", "Record", "Scaling", "assert_scaling", "fast_meta", "measure", "measure_train_step",
+    "meta_init", "register_rule", "__version__",
+]
 
 # The options of a measurement and their choices (validated here, so no torch import is needed to check them).
 OPTIONS = {
@@ -81,11 +84,15 @@ def measure_train_step(
 
 
 def __getattr__(name: str) -> Any:
-    # meta_init and register_rule live in torch-importing modules; load them on first access.
+    # meta_init, fast_meta and register_rule live in torch-importing modules; load them on first access.
     if name == "meta_init":
         from .counting import meta_init
 
         return meta_init
+    if name == "fast_meta":
+        from .fastmeta import building
+
+        return building
     if name == "register_rule":
         from .rules import register_rule
 

@@ -79,6 +79,21 @@ def _tracer_bit() -> int:
     raise RuntimeError("cannot find the Tracer dispatch key")
 
 
+def traced_convolution(args: tuple) -> torch.Tensor:
+    """``aten::convolution`` re-issued as ``aten::_convolution`` with the tracer re-enabled, so it is recorded."""
+    global _TRACER_BIT
+    if _TRACER_BIT is None:
+        _TRACER_BIT = _tracer_bit()
+    exclude = torch._C._dispatch_tls_local_exclude_set()
+    keep = torch._C.DispatchKeySet.from_raw_repr(exclude.raw_repr() & ~_TRACER_BIT)
+    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), keep):
+        # benchmark, deterministic, cudnn_enabled, allow_tf32
+        return _aten._convolution.default(*args, False, False, True, True)
+
+
+_TRACER_BIT: Optional[int] = None
+
+
 def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: Optional[torch.Tensor] = None, bias: Any = None, out_dtype: Any = None) -> torch.Tensor:
     """``torch._grouped_mm``'s output from shapes (its meta kernel takes bfloat16 only; the CPU one float32 too)."""
     if a.dim() == 2 and b.dim() == 3:
@@ -110,24 +125,20 @@ class MetaTraceFix(TorchDispatchMode):
     The tracer does not record ``aten::convolution`` and expects it to reach
     ``aten::_convolution``; on meta its Python kernel returns early (and fails
     on traced sizes), and under any dispatch mode (a Python mode takes the call
-    below the tracer) the CPU kernel's ``_convolution`` is not recorded either. Here it is re-issued as ``aten::_convolution`` with the
-    tracer re-enabled, so it is recorded and shaped like on CPU. Operators
-    whose meta kernel refuses valid inputs get their output from shapes
-    (:func:`meta_output`).
+    below the tracer) the CPU kernel's ``_convolution`` is not recorded either. Here it is
+    re-issued as ``aten::_convolution`` with the tracer re-enabled (:func:`traced_convolution`),
+    so it is recorded and shaped like on CPU. Operators whose meta kernel refuses valid inputs
+    get their output from shapes (:func:`meta_output`).
     """
 
-    _bit: Optional[int] = None
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:
-            if MetaTraceFix._bit is None:
-                MetaTraceFix._bit = _tracer_bit()
-            exclude = torch._C._dispatch_tls_local_exclude_set()
-            keep = torch._C.DispatchKeySet.from_raw_repr(exclude.raw_repr() & ~MetaTraceFix._bit)
-            with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), keep):
-                # benchmark, deterministic, cudnn_enabled, allow_tf32
-                return _aten._convolution.default(*args, False, False, True, True)
+            return traced_convolution(args)
         out = meta_output(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
 

@@ -23,12 +23,16 @@ Public entry points:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from pytest_flopbudget import fast_meta
 
 NUM_CLASSES = 1000
 VOCAB_SIZE = 4096
@@ -245,6 +249,14 @@ class VAR(nn.Module):
             block.attn.set_kv_cache(enable)
 
 
+@contextmanager
+def _building(device: str | torch.device) -> Iterator[None]:
+    """Construct on ``device``; on meta, pytest-flopbudget's fast_meta() skips torch's Python kernels
+    for the weight initialisation (and the torch._dynamo import the first of them costs)."""
+    with torch.device(device), fast_meta() if torch.device(device).type == "meta" else nullcontext():
+        yield
+
+
 def build_var(
     depth: int,
     resolution: int = 256,
@@ -254,7 +266,7 @@ def build_var(
     """The VAR transformer of depth ``depth``; ``shared_adaln`` defaults to ``depth == 36``."""
     if shared_adaln is None:
         shared_adaln = depth == 36
-    with torch.device(device):
+    with _building(device):
         model = VAR(depth, patch_nums_for(resolution), shared_adaln)
     return model.eval()
 
@@ -538,7 +550,7 @@ def build_vqvae(
     device: str | torch.device = "meta", resolution: int = 256, base_channels: int = BASE_CHANNELS
 ) -> VQVAE:
     """The multi-scale VQVAE; ``base_channels`` (160 released) can shrink it for a quick CPU run."""
-    with torch.device(device):
+    with _building(device):
         model = VQVAE(patch_nums_for(resolution), base_channels)
     return model.eval()
 

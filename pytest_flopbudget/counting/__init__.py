@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from .. import OPTIONS, conventions
+from .. import OPTIONS, conventions, fastmeta
 from ..metadevice import all_meta, meta_init, to_meta, weights_on_meta
 from ..result import FlopResult
 from . import dispatch
@@ -227,7 +227,7 @@ def count(
     backend = _BACKENDS[counter]
     notes: list[str] = []
 
-    with torch.no_grad(), _no_mha_fastpath():
+    with torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused():
         if mode == "real":
             on_meta = all_meta(module, (args, kwargs))
             tally = _real(backend, fn, module, args, kwargs, on_meta, notes)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Optional
 
 import torch
@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
-from .. import conventions, rules
+from .. import conventions, fastmeta, rules
 from ..metadevice import meta_output
 from .tally import Tally, module_hooks
 
@@ -243,6 +243,10 @@ _SAFE_SOFTMAX = getattr(getattr(torch.ops.aten, "_safe_softmax", None), "default
 
 
 class _Dispatch(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
+
     def __init__(self, state: _Capture) -> None:
         super().__init__()
         self.state = state
@@ -298,6 +302,6 @@ def capture(module: Optional[nn.Module] = None, where: Optional[Callable[[], str
 
 def run(fn: Any, module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
     """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`."""
-    with capture(module) as tally:
+    with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module) as tally:
         fn(*args, **kwargs)
     return tally

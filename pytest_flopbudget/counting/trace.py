@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, Optional
 
 import torch
@@ -14,7 +14,7 @@ import torch.utils._pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
-from .. import rules
+from .. import fastmeta, rules
 from ..metadevice import MetaTraceFix
 from .tally import Tally, module_hooks
 
@@ -31,6 +31,10 @@ class OpBudget(TorchDispatchMode):
     running the operators (a Mamba scan of 512 steps: 39x a plain meta forward). ``most`` is the largest
     number of operators one module call ran itself (the figure the limits are chosen from).
     """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
     def __init__(self, total: int, per_call: int) -> None:
         super().__init__()
@@ -135,6 +139,19 @@ def _variable(value: Any) -> Variable:
     return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
 
 
+@contextmanager
+def _no_tracer_warnings() -> Iterator[None]:
+    """TracerWarnings (and any other warning) are not shown; the tracer does not even make them."""
+    before = torch._C._jit_get_tracer_state_warn()
+    torch._C._jit_set_tracer_state_warn(False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch._C._jit_set_tracer_state_warn(before)
+
+
 def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
     """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
 
@@ -158,12 +175,12 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         if state is not None:
             state.pop_scope()
 
-    with module_hooks(module, enter, leave) as names, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with module_hooks(module, enter, leave) as names, _no_tracer_warnings():
         # The tracer records a convolution only where it reaches aten::_convolution with tracing on: not on
         # meta, and not once a dispatch mode (the operator budget) has taken the call below the tracer; a
         # convolution missing from the trace would be a silent zero. The fix re-issues it so it is recorded.
-        with MetaTraceFix(), guard:
+        # On meta, fastmeta's mode does that too, and makes the outputs of common operators from shapes.
+        with fastmeta.meta_mode() if meta else MetaTraceFix(), guard:
             graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
@@ -179,12 +196,16 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
     """Trace one call of ``fn`` and price every node with the registry."""
     graph, names = trace_graph(fn, module, args, kwargs, meta, budget)
     tally = Tally(capture="trace")
+    status: dict[str, Optional[bool]] = {}  # operator -> free (True), priced (False), unpriced (None)
     for jit_node in graph.nodes():
         operator = jit_node.kind().lower()
-        if not rules.has_rule(operator):
+        if operator not in status:
+            status[operator] = rules.is_free(operator) if rules.has_rule(operator) else None
+        free = status[operator]
+        if free is None:
             tally.miss(operator)
             continue
-        if rules.is_free(operator):
+        if free:
             continue
         node = Node(
             operator=operator,

@@ -1,0 +1,434 @@
+"""fastmeta: every shape function agrees with torch's own meta kernel, and counts never change.
+
+The shape functions are compared with torch's kernels (called with no mode active) on
+shapes with and without size-1 dimensions, contiguous, transposed, channels-last, sliced
+and broadcast (expanded) layouts, in float32, bfloat16, float16 and float64 (and integer
+inputs, where a shape function must step aside): same shape, strides, dtype and storage
+offset, or the shape function returns ``None`` (torch's kernel then runs). Where torch
+raises, the shape function must step aside too.
+
+Counts: the fast path and torch's plain meta kernels give the same FlopResult on the layer
+models below and on a small VAR (transformer forward, forward on images, generation), with
+both captures. The whole VAR example suite is compared with the plain path's counts by
+``tests/test_var_example.py`` (its committed baseline was recorded before the fast path
+existed, and the suite must match it exactly).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_flopbudget import fastmeta
+from pytest_flopbudget.counting import count
+
+aten = torch.ops.aten
+ROOT = Path(__file__).resolve().parent.parent
+FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def layouts(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+    """The same logical shape in several memory layouts."""
+    yield meta(*shape, dtype=dtype)
+    n = len(shape)
+    perms = {tuple(reversed(range(n))), (*range(n - 2), n - 1, n - 2), (*range(1, n), 0)} if n >= 2 else set()
+    for perm in sorted(perms - {tuple(range(n))}):
+        inverse = [perm.index(i) for i in range(n)]
+        yield meta(*[shape[p] for p in perm], dtype=dtype).permute(inverse)
+    if n == 4:
+        yield meta(*shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    if n >= 1:
+        yield meta(*shape[:-1], 2 * shape[-1], dtype=dtype)[..., ::2]
+    if 1 in shape:
+        yield meta(*shape, dtype=dtype).expand(*[3 if s == 1 else s for s in shape])
+
+
+def describe(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape), out.stride(), out.dtype, out.storage_offset()
+    return tuple(describe(o) for o in out)
+
+
+class Checks:
+    """Runs shape function and kernel side by side; counts the cases the fast path answered."""
+
+    def __init__(self) -> None:
+        self.answered: dict[Any, int] = {}
+        self.errors: list[str] = []
+
+    def __call__(self, op: Any, *args: Any, **kwargs: Any) -> None:
+        fast = fastmeta.SHAPES[op](*args, **kwargs)
+        try:
+            expected = op(*args, **kwargs)
+        except Exception as exc:  # torch refuses: the shape function must step aside
+            if fast is not None:
+                self.errors.append(f"{op}: torch raises ({type(exc).__name__}) but the shape function answered")
+            return
+        if fast is None:
+            return
+        self.answered[op] = self.answered.get(op, 0) + 1
+        if describe(fast) != describe(expected):
+            shown = [describe(a) if isinstance(a, torch.Tensor) else a for a in args]
+            self.errors.append(f"{op}{shown} {kwargs}: fast {describe(fast)} != torch {describe(expected)}")
+
+
+SHAPES_ELEMENTWISE = [(5,), (2, 3), (1, 3), (2, 1, 4), (2, 3, 1, 5), (1, 3, 4, 1), (1, 1, 1, 1), ()]
+
+
+def _unary_ops() -> list[Any]:
+    return [op for op, fn in fastmeta.SHAPES.items() if fn in (fastmeta._unary, fastmeta._scalar_arithmetic)]
+
+
+def _scalar_args(op: Any) -> list[tuple]:
+    """The extra arguments to try an operator with, after ``self``."""
+    required = [a for a in op._schema.arguments[1:] if not a.kwarg_only and not a.has_default_value()]
+    if not required:
+        return [()]
+    return [tuple([2.0] * len(required)), tuple([2] * len(required)), tuple([True] * len(required))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_unary_and_scalar_operators(dtype: torch.dtype) -> None:
+    check = Checks()
+    for shape in SHAPES_ELEMENTWISE:
+        for x in layouts(shape, dtype):
+            for op in _unary_ops():
+                for extra in _scalar_args(op):
+                    check(op, x, *extra)
+            check(aten.clamp.default, x, -1.0, 1.0)
+            check(aten.clamp.default, x, None, 0.5)
+            check(aten.clamp.default, x)
+            check(aten.gelu.default, x, approximate="tanh")
+            for op in (aten.lt.Scalar, aten.ge.Scalar, aten.eq.Scalar):
+                check(op, x, 0.5)
+                check(op, x, 2)
+            mask = x > 0 if dtype != torch.int64 else x.to(torch.bool)
+            check(aten.bitwise_not.default, mask)
+            check(aten.logical_not.default, mask)
+            check(aten.ge.Tensor, x, x)
+            check(aten.ge.Tensor, x, mask)
+    assert not check.errors, "\n".join(check.errors[:20])
+    if dtype != torch.int64:
+        assert set(_unary_ops()) <= set(check.answered), set(_unary_ops()) - set(check.answered)
+    else:  # integer arithmetic promotes by other rules: torch's kernels decide (comparisons aside)
+        assert set(check.answered) == {aten.lt.Scalar, aten.ge.Scalar, aten.eq.Scalar, aten.ge.Tensor,
+                                       aten.bitwise_not.default, aten.logical_not.default}
+
+
+def _binary_ops() -> list[Any]:
+    two = (fastmeta._arithmetic, fastmeta._binary, fastmeta._compare_tensors, fastmeta._rsub)
+    return [op for op, fn in fastmeta.SHAPES.items() if fn in two]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_binary_operators_broadcast_and_layouts(dtype: torch.dtype) -> None:
+    check = Checks()
+    for shape in [(2, 3), (1, 3), (2, 1, 4), (2, 3, 1, 5)]:
+        for x in layouts(shape, dtype):
+            for other_shape in [shape, shape[-1:], (1,) * len(shape), shape[1:], ()]:
+                for y in list(layouts(other_shape, dtype))[:4]:
+                    for op in _binary_ops():
+                        check(op, x, y)
+                        check(op, y, x)
+                    check(aten.add.Tensor, x, y, alpha=2)
+                    check(aten.where.self, x > 0, x, y)
+                    check(aten.masked_fill.Scalar, x, y > 0, 1.5)
+            for op in _binary_ops():
+                check(op, x, 2.0)
+            check(aten.mul.Tensor, x, meta(*shape, dtype=torch.float64))  # mixed dtypes: torch decides
+            check(aten.where.self, x > 0, x, 0.0)
+    assert not check.errors, "\n".join(check.errors[:20])
+    assert set(_binary_ops()) | {aten.where.self, aten.masked_fill.Scalar} <= set(check.answered)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    drop=st.lists(st.booleans(), min_size=4, max_size=4),
+    perm_seed=st.permutations(range(4)),
+    other_perm=st.permutations(range(4)),
+    step=st.integers(1, 2),
+    dtype=st.sampled_from(FLOATS),
+)
+def test_elementwise_strides_match_torch(shape: list[int], drop: list[bool], perm_seed: list[int],
+                                         other_perm: list[int], step: int, dtype: torch.dtype) -> None:
+    """Random shapes, broadcasts (size-1 or missing dimensions) and layouts, both operand orders."""
+    n = len(shape)
+
+    def laid_out(sizes: list[int], perm: list[int]) -> torch.Tensor:
+        order = [p for p in perm if p < len(sizes)]
+        base = meta(*[sizes[p] for p in order], dtype=dtype)
+        if step > 1:
+            base = meta(*[sizes[p] for p in order[:-1]], sizes[order[-1]] * step, dtype=dtype)[..., ::step]
+        return base.permute([order.index(i) for i in range(len(sizes))])
+
+    x = laid_out(shape, perm_seed)
+    other = [1 if d else s for s, d in zip(shape, drop)][n - max(1, n - sum(drop[:1])):]
+    y = laid_out(other, other_perm)
+    check = Checks()
+    for op in (aten.add.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.lt.Tensor, aten.rsub.Tensor):
+        check(op, x, y)
+        check(op, y, x)
+    for op in (aten.exp.default, aten.gelu.default, aten.neg.default):
+        check(op, x)
+    check(aten.where.self, y > 0, x, y)
+    check(aten.masked_fill.Scalar, x, y > 0, 0.0)
+    assert not check.errors, "\n".join(check.errors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reductions_softmax_norms_copies(dtype: torch.dtype) -> None:
+    check = Checks()
+    for shape in [(2, 3), (1, 3), (2, 1, 4), (2, 3, 4), (2, 4, 3, 3)]:
+        for x in layouts(shape, dtype):
+            n = len(shape)
+            for dims in ([-1], [0], [0, -1], [], None):
+                for keep in (False, True):
+                    check(aten.sum.dim_IntList, x, dims, keep)
+                    check(aten.linalg_vector_norm.default, x, 2.0, dims, keep)
+                    check(aten.linalg_vector_norm.default, x, 1, dims, keep)
+                    check(aten.amax.default, x, dims or [], keep)
+                    check(aten.amin.default, x, dims or [], keep)
+                    if dims is not None:
+                        check(aten.mean.dim, x, dims, keep)
+            check(aten.sum.default, x)
+            check(aten.sum.dim_IntList, x, [-1], False, dtype=torch.float64)
+            for d in range(-1, n):
+                check(aten._softmax.default, x, d, False)
+                check(aten._log_softmax.default, x, d, False)
+                check(aten._safe_softmax.default, x, d)
+                check(aten.cumsum.default, x, d)
+                check(aten.argmin.default, x, d, False)
+                check(aten.argmax.default, x, d, True)
+            check(aten.clone.default, x)
+            check(aten.clone.default, x, memory_format=torch.contiguous_format)
+            check(aten.native_layer_norm.default, x, [shape[-1]], meta(shape[-1], dtype=dtype), meta(shape[-1], dtype=dtype), 1e-5)
+            check(aten.native_layer_norm.default, x, list(shape[-2:]), None, None, 1e-5)
+            check(aten.cat.default, [x, x], -1)
+            check(aten.cat.default, [x, x.contiguous()], 0)
+            check(aten.cat.default, [x, meta(*shape, dtype=torch.float64)], 0)
+            check(aten.cat.default, [x.to(torch.int64), x.to(torch.int64)], 0)
+            check(aten.cat.default, [x, meta(*shape, dtype=dtype).contiguous(memory_format=torch.channels_last)]
+                  if n == 4 else [x, x], 1)
+            for op in (aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default):
+                check(op, x)
+                check(op, x, dtype=torch.float64)
+                check(op, x, memory_format=torch.channels_last)
+            check(aten.full_like.default, x, 2.0)
+            check(aten.full_like.default, x, 7, dtype=torch.int64)
+            for op, extra in ((aten.new_zeros.default, ()), (aten.new_ones.default, ()), (aten.new_empty.default, ()),
+                              (aten.new_full.default, (1.5,))):
+                check(op, x, [2, 3], *extra)
+                check(op, x, [4], *extra, dtype=torch.int64)
+            if n == 4:
+                c = shape[1]
+                check(aten.native_group_norm.default, x, meta(c, dtype=dtype), meta(c, dtype=dtype), shape[0], c,
+                      shape[2] * shape[3], 2, 1e-5)
+                check(aten.native_group_norm.default, x, None, None, shape[0], c, shape[2] * shape[3], 3, 1e-5)
+    assert not check.errors, "\n".join(check.errors[:20])
+    wanted = {aten.sum.dim_IntList, aten.linalg_vector_norm.default, aten.amax.default, aten.mean.dim, aten.sum.default,
+              aten._softmax.default, aten._log_softmax.default, aten._safe_softmax.default, aten.cumsum.default,
+              aten.argmin.default, aten.clone.default, aten.native_layer_norm.default, aten.cat.default,
+              aten.native_group_norm.default, aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default,
+              aten.full_like.default, aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default,
+              aten.new_full.default}
+    assert wanted <= set(check.answered), wanted - set(check.answered)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matrix_products(dtype: torch.dtype) -> None:
+    check = Checks()
+    for n, k, p in [(3, 4, 5), (1, 4, 1), (5, 1, 3)]:
+        for a in layouts((n, k), dtype):
+            for b in layouts((k, p), dtype):
+                check(aten.mm.default, a, b)
+                check(aten.mm.default, a, meta(k + 1, p, dtype=dtype))
+                for bias in [meta(p, dtype=dtype), meta(n, p, dtype=dtype), meta(1, p, dtype=dtype), meta(n + 1, p, dtype=dtype)]:
+                    check(aten.addmm.default, bias, a, b)
+                    check(aten.addmm.default, bias, a, b, beta=0.5, alpha=2)
+        for a in layouts((2, n, k), dtype):
+            for b in list(layouts((2, k, p), dtype))[:3]:
+                check(aten.bmm.default, a, b)
+        check(aten.mm.default, meta(n, k, dtype=dtype), meta(k, p, dtype=torch.float64))
+    assert not check.errors, "\n".join(check.errors[:20])
+    assert {aten.mm.default, aten.addmm.default, aten.bmm.default} <= set(check.answered)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_convolution_and_resizing(dtype: torch.dtype) -> None:
+    check = Checks()
+    for shape in [(2, 4, 5, 5), (1, 32, 1, 1), (1, 32, 2, 2), (2, 6, 3, 7)]:
+        c = shape[1]
+        for x in layouts(shape, dtype):
+            check(aten.upsample_bicubic2d.default, x, [6, 6], False)
+            check(aten.upsample_bicubic2d.default, x, [3, 8], True, None, None)
+            check(aten.upsample_bilinear2d.default, x, [8, 8], True)
+            check(aten.upsample_nearest2d.default, x, [8, 8])
+            for w in (meta(5, c, 3, 3, dtype=dtype), meta(6, c // 2, 1, 1, dtype=dtype)):
+                groups = c // w.shape[1]
+                bias = meta(w.shape[0], dtype=dtype)
+                check(aten.convolution.default, x, w, bias, [1, 1], [1, 1], [1, 1], False, [0, 0], groups)
+                check(aten.convolution.default, x, w, None, [2, 2], [0, 0], [1, 1], False, [0, 0], groups)
+                check(aten.convolution.default, x, w, None, [1, 2], [2, 0], [2, 1], False, [0, 0], groups)
+                check(aten._convolution.default, x, w, bias, [2, 2], [0, 1], [1, 1], False, [0, 0], groups,
+                      False, False, True, True)
+            transposed = meta(c, 4, 3, 3, dtype=dtype)
+            check(aten.convolution.default, x, transposed, None, [2, 2], [1, 1], [1, 1], True, [1, 1], 1)
+            check(aten.convolution.default, x, transposed, meta(4, dtype=dtype), [1, 1], [0, 0], [1, 1], True, [0, 0], 1)
+        x1 = meta(2, 3, 9, dtype=dtype)
+        check(aten.convolution.default, x1, meta(4, 3, 3, dtype=dtype), None, [2], [1], [1], False, [0], 1)
+    assert not check.errors, "\n".join(check.errors[:20])
+    wanted = {aten.upsample_bicubic2d.default, aten.upsample_bilinear2d.default, aten.upsample_nearest2d.default,
+              aten.convolution.default, aten._convolution.default}
+    assert wanted <= set(check.answered), wanted - set(check.answered)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_in_place_fills_return_self(dtype: torch.dtype) -> None:
+    """Weight initialisation on meta: nothing to fill; torch's argument checks are kept."""
+    x = meta(3, 4, dtype=dtype).t()
+    floating = dtype.is_floating_point
+    for op, args in [(aten.uniform_.default, (-0.1, 0.1)), (aten.uniform_.default, (1.0, -1.0)),
+                     (aten.normal_.default, (0.0, 0.02)), (aten.normal_.default, (0.0, -1.0)),
+                     (aten.fill_.Scalar, (0.5,)), (aten.zero_.default, ())]:
+        fast = fastmeta.SHAPES[op](x, *args)
+        try:
+            expected = op(x, *args)
+        except Exception:
+            assert fast is None
+            continue
+        assert expected is x
+        invalid = op in (aten.uniform_.default, aten.normal_.default) and args[-1] < args[0]
+        assert fast is (x if floating and not invalid else None)  # torch's kernel decides otherwise
+    assert fastmeta.SHAPES[aten.uniform_.default](meta(2, dtype=torch.float32), -1.0, 1.0) is not None
+
+
+def _fresh_process(code: str) -> str:
+    """What ``code`` prints, run in a new Python process from the repository root."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_building_on_meta_runs_no_python_meta_kernel() -> None:
+    """fast_meta() around a meta build: the VAR example builds d30 without importing torch._dynamo."""
+    code = (
+        "import sys; sys.path.insert(0, 'examples/var'); import torch\n"
+        "from model import build_released, build_vqvae, dummy_inputs\n"
+        "from pytest_flopbudget.counting import count\n"
+        "model = build_released('d30'); build_vqvae()\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "labels, tokens, _ = dummy_inputs(256); assert count(model, (labels, tokens)).macs == 961956725760\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    assert _fresh_process(code) == "False"
+
+
+def test_every_shape_function_is_checked_here() -> None:
+    """A new shape function needs a case above (each test asserts its operators were answered);
+    the unary, binary and comparison operators are enumerated from the table itself."""
+    source = Path(__file__).read_text()
+    enumerated = {op for op, fn in fastmeta.SHAPES.items() if fn is fastmeta._compare_number}
+    enumerated |= set(_unary_ops()) | set(_binary_ops())
+    missing = sorted(str(op) for op in set(fastmeta.SHAPES) - enumerated if str(op) not in source)
+    assert not missing, missing
+
+
+# ---- counts: the fast path against torch's plain meta kernels ---------------------------
+
+
+class Layers(nn.Module):
+    """The layer kinds of the other test files in one model: convolutions (also transposed and
+    grouped), norms, pooling, resizing, recurrent layers, attention, embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.gn = nn.GroupNorm(4, 8)
+        self.bn = nn.BatchNorm2d(8)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.embed = nn.Embedding(10, 16)
+        self.encoder = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.gru = nn.GRU(16, 8, batch_first=True)
+        self.lstm = nn.LSTM(8, 8, num_layers=2, batch_first=True)
+        self.head = nn.Linear(8 + 64, 5)
+
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.gn(self.grouped(self.conv(image)))))
+        h = nn.functional.interpolate(self.up(h), scale_factor=0.5, mode="bilinear")
+        h = self.pool(h).flatten(1)
+        t = self.encoder(self.embed(tokens))
+        t = t + self.mha(t, t, t, need_weights=False)[0]
+        t, _ = self.lstm(self.gru(t)[0])
+        return self.head(torch.cat((t[:, -1], h), dim=-1)).softmax(-1)
+
+
+def _var_models() -> list[tuple[str, nn.Module, tuple]]:
+    # Loaded under a name of its own: a module called "model" in sys.modules would shadow the
+    # copies of the example that other tests import in-process.
+    spec = importlib.util.spec_from_file_location("_fastmeta_var_model", ROOT / "examples" / "var" / "model.py")
+    var = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(var)
+    VARGenerate, VARImageForward, build_var, build_vqvae, dummy_inputs = (
+        var.VARGenerate, var.VARImageForward, var.build_var, var.build_vqvae, var.dummy_inputs)
+
+    labels, tokens, images = dummy_inputs(256)
+    return [
+        ("forward", build_var(2), (labels, tokens)),
+        ("image", VARImageForward(build_vqvae(base_channels=32), build_var(2)), (images, labels)),
+        ("generate", VARGenerate(build_vqvae(base_channels=32), build_var(2)), (labels,)),
+    ]
+
+
+def _cases() -> list[Any]:
+    layers = Layers().eval()
+    cases = [pytest.param(layers, (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long)), id="layers")]
+    return cases + [pytest.param(model, args, id=f"var-{name}") for name, model, args in _var_models()]
+
+
+@pytest.mark.parametrize("counter", ["torchprofile", "flop_counter"])
+@pytest.mark.parametrize(("model", "args"), _cases())
+def test_fast_path_counts_like_the_plain_path(model: nn.Module, args: tuple, counter: str) -> None:
+    fast = count(model, args, counter=counter, mode="meta")
+    with fastmeta.plain():
+        plain = count(model, args, counter=counter, mode="meta")
+    assert fast.macs > 0
+    assert (fast.macs, fast.by_operator, fast.by_module, fast.unpriced) == (
+        plain.macs, plain.by_operator, plain.by_module, plain.unpriced)
+
+
+def test_plain_switch_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fastmeta.enabled()
+    with fastmeta.plain():
+        assert not fastmeta.enabled()
+    assert fastmeta.enabled()
+    monkeypatch.setenv("FLOPBUDGET_FAST_META", "0")
+    assert not fastmeta.enabled()
+
+
+def test_a_real_weight_transformer_count_never_imports_dynamo() -> None:
+    """The first meta operator of a process used to import torch._dynamo (about 1 s)."""
+    code = (
+        "import sys; sys.path.insert(0, 'examples/var'); import torch\n"
+        "from model import build_var, dummy_inputs\n"
+        "from pytest_flopbudget.counting import count\n"
+        "model = build_var(2, device='cpu'); labels, tokens, _ = dummy_inputs(256, device='cpu')\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "r = count(model, (labels, tokens)); assert r.mode == 'meta' and r.macs > 0\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    assert _fresh_process(code) == "False"
