@@ -44,6 +44,8 @@ def snapshot(model: nn.Module) -> dict:
         "ids": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
         "training": [m.training for m in model.modules()],
         "keys": set(model.__dict__),
+        "grads": {n: (None if p.grad is None else (id(p.grad), p.grad.clone())) for n, p in model.named_parameters()},
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
     }
 
 
@@ -56,6 +58,12 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
     assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())
     assert after["training"] == before["training"]
     assert after["keys"] == before["keys"]
+    assert after["requires_grad"] == before["requires_grad"]
+    for name, grad in before["grads"].items():
+        now = after["grads"][name]
+        assert (now is None) == (grad is None), name
+        if grad is not None:
+            assert now[0] == grad[0] and torch.equal(now[1], grad[1]), name
 
 
 @pytest.mark.parametrize("counter", COUNTERS)
@@ -63,6 +71,8 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
 def test_cached_anchors_and_buffers_survive_counting(counter: str, mode: str) -> None:
     torch.manual_seed(0)
     model = CachingDetector(data_dependent=mode != "meta").train()  # train: batch norm updates its stats
+    model.head.weight.grad = torch.full_like(model.head.weight, 0.5)  # a gradient left by the user's training
+    model.norm.bias.requires_grad_(False)
     x = torch.randn(5, 4)
     before = snapshot(model)
     result = count(model, (x,), {}, counter=counter, mode=mode)
