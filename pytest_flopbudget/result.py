@@ -49,6 +49,10 @@ def pct(new: float, old: float) -> float:
     return 100.0 * (new - old) / old
 
 
+def _gflops(macs: int | None) -> float | None:
+    return None if macs is None else FLOPS_PER_MAC * macs / GIGA
+
+
 def rank_modules(modules: dict[str, int], n: int) -> list[tuple[str, int]]:
     """The ``n`` module paths with the most MACs, largest first (ties by path), zeros left out."""
     ranked = sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -185,7 +189,7 @@ class Record:
 
     @property
     def baseline_gflops(self) -> float | None:
-        return None if self.baseline_macs is None else FLOPS_PER_MAC * self.baseline_macs / GIGA
+        return _gflops(self.baseline_macs)
 
     @property
     def delta_pct(self) -> float | None:
@@ -194,7 +198,7 @@ class Record:
 
     @property
     def base_gflops(self) -> float | None:
-        return None if self.base_macs is None else FLOPS_PER_MAC * self.base_macs / GIGA
+        return _gflops(self.base_macs)
 
     @property
     def base_delta_pct(self) -> float | None:
