@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comparison import SAMPLING_STEPS, comparison_table, share_table, shares
+from comparison import comparison_table, share_table, shares
 
 from pytest_flopbudget import Record
 

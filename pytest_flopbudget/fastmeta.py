@@ -32,7 +32,6 @@ import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from math import prod
 from typing import Any, Callable, Optional
 
 import torch
