@@ -112,7 +112,13 @@ class FastMeta(TorchDispatchMode):
         # imports torch._dynamo on the first operator; nothing here is compiled.
         return False
 
+    def __init__(self, budget: Any = None) -> None:
+        super().__init__()
+        self.budget = budget  # an OpBudget ticked for every operator (the trace's loop guard), or None
+
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        if self.budget is not None:
+            self.budget.tick()
         shape_fn = SHAPES.get(func)
         if shape_fn is not None:
             out = shape_fn(*args, **kwargs) if kwargs else shape_fn(*args)
@@ -490,6 +496,19 @@ def _bmm(a: Any, b: Any) -> Optional[torch.Tensor]:
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
         return None
     return _contiguous((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+
+
+@shape_fn(aten.embedding.default)
+def _embedding(weight: Any, indices: Any, padding_idx: int = -1, scale_grad_by_freq: bool = False,
+               sparse: bool = False) -> Optional[torch.Tensor]:
+    """Rows of ``weight`` gathered by integer ``indices``: a new contiguous ``indices.shape + (dim,)``.
+
+    (torch's meta kernel checks its arguments with ``torch._check``, whose first call imports sympy.)"""
+    if _same_float(weight) is None or weight.dim() != 2 or not _meta(indices) or indices.dim() < 1:
+        return None
+    if indices.dtype not in (torch.int64, torch.int32):
+        return None
+    return _contiguous((*indices.shape, weight.shape[1]), weight.dtype)
 
 
 # ---- normalisation, softmax, reductions -------------------------------------------------

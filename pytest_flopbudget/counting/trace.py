@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, Optional
 
@@ -53,13 +55,17 @@ class OpBudget(TorchDispatchMode):
         if len(self.own) > 1:
             self.most = max(self.most, self.own.pop())
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def tick(self) -> None:
+        """One operator ran: raise :class:`TraceTooLong` past a limit."""
         self.ops += 1
         self.own[-1] += 1
         if self.ops > self.total:
             raise TraceTooLong(f"more than {self.total:,} operators ran while tracing")
         if self.own[-1] > self.per_call:
             raise TraceTooLong(f"one module call ran more than {self.per_call:,} operators itself while tracing")
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        self.tick()
         return func(*args, **(kwargs or {}))
 
 
@@ -139,6 +145,31 @@ def _variable(value: Any) -> Variable:
     return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
 
 
+class _Values(Sequence):
+    """A graph node's inputs or outputs as torchprofile Variables, each made when a rule first reads it
+    (most rules read one or two of them: making them all was a fifth of a trace's time)."""
+
+    __slots__ = ("_size", "_at", "_made")
+
+    def __init__(self, size: int, at: Callable[[int], Any]) -> None:
+        self._size, self._at = size, at
+        self._made: dict[int, Variable] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        i = index + self._size if index < 0 else index
+        if not 0 <= i < self._size:
+            raise IndexError(index)
+        made = self._made.get(i)
+        if made is None:
+            made = self._made[i] = _variable(self._at(i))
+        return made
+
+
 @contextmanager
 def _no_tracer_warnings() -> Iterator[None]:
     """TracerWarnings (and any other warning) are not shown; the tracer does not even make them."""
@@ -152,12 +183,86 @@ def _no_tracer_warnings() -> Iterator[None]:
         torch._C._jit_set_tracer_state_warn(before)
 
 
+@contextmanager
+def _stacked(outer: Any, inner: Any) -> Iterator[None]:
+    with outer, inner:
+        yield
+
+
+def _no_name(value: Any) -> str:
+    return ""
+
+
+def _trace(bound: nn.Module) -> Any:
+    """``torch.jit._get_trace_graph(bound, bound.tensors)``, less its Python lookup of a variable name
+    for every value (a walk over the caller's frame locals, a few percent of a trace): graph values
+    keep the tracer's numbered names. Parameters and buffers are inputs of the graph, as there."""
+    flat, layout = torch._C._jit_flatten(bound.tensors)
+    state = list(torch.jit._trace._unique_state_dict(bound, keep_vars=True).values())
+
+    def run(*inputs: torch.Tensor) -> Any:
+        out = bound.forward(*torch._C._jit_unflatten(list(inputs[: len(flat)]), layout))  # no Module call frames
+        out_vars, _ = torch._C._jit_flatten(out)
+        return out_vars[0] if len(out_vars) == 1 else tuple(out_vars)
+
+    graph, _ = torch._C._create_graph_by_tracing(run, flat + state, _no_name, True, False)
+    return graph
+
+
+def _thread_may_run() -> bool:
+    """Whether a trace can move to a thread of its own and see what it would see here: no torch
+    function or dispatch mode (``with torch.device(...)``, a user's mode), no autocast, inference
+    mode, functorch transform or enclosing trace, all of which are this thread's own state."""
+    return not (
+        torch._C._len_torch_function_stack()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_any_autocast_enabled()
+        or torch.is_inference_mode_enabled()
+        or torch._C._are_functorch_transforms_active()
+        or torch._C._get_tracing_state() is not None
+    )
+
+
+def shallow(work: Callable[[], Any]) -> Any:
+    """``work()`` on a new thread, whose Python stack starts empty; the caller waits for it.
+
+    The tracer records the whole Python call stack of every graph node it makes, one entry per frame
+    (file, line, function): under pytest the caller's stack is 60-90 frames deep, and walking it for
+    each of a generation's 20,000 nodes was most of the trace. The thread gets the caller's grad mode
+    and context variables; errors are raised here. Where the caller's thread has state a new thread
+    would not share (see :func:`_thread_may_run`), ``work`` runs here.
+    """
+    if not _thread_may_run():
+        return work()
+    grad = torch.is_grad_enabled()
+    context = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with torch.set_grad_enabled(grad):
+                box["result"] = context.run(work)
+        except BaseException as exc:  # raised again in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="flopbudget-trace", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        error = box.pop("error")
+        try:
+            raise error
+        finally:
+            del error
+    return box["result"]
+
+
 def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
     """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
 
     With a ``budget``, raises :class:`TraceTooLong` where it says the trace unrolls a loop."""
     bound = _Bound(fn, module, args, kwargs)
-    guard = budget if budget is not None else nullcontext()
+    guard: Any = budget if budget is not None else nullcontext()
 
     def enter(i: int) -> None:
         state = torch._C._get_tracing_state()
@@ -180,8 +285,16 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         # meta, and not once a dispatch mode (the operator budget) has taken the call below the tracer; a
         # convolution missing from the trace would be a silent zero. The fix re-issues it so it is recorded.
         # On meta, fastmeta's mode does that too, and makes the outputs of common operators from shapes.
-        with fastmeta.meta_mode() if meta else MetaTraceFix(), guard:
-            graph, _ = torch.jit._get_trace_graph(bound, bound.tensors)
+        # On the fast path the budget counts inside FastMeta's own dispatch (one Python mode per operator, not two).
+        def work() -> Any:
+            if meta and fastmeta.enabled():
+                modes: Any = fastmeta.FastMeta(budget)
+            else:
+                modes = _stacked(fastmeta.meta_mode() if meta else MetaTraceFix(), guard)
+            with modes:
+                return _trace(bound)
+
+        graph = shallow(work)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
@@ -210,8 +323,8 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
         node = Node(
             operator=operator,
             attributes={},
-            inputs=[_variable(v) for v in jit_node.inputs()],
-            outputs=[_variable(v) for v in jit_node.outputs()],
+            inputs=_Values(jit_node.inputsSize(), jit_node.inputsAt),  # type: ignore[arg-type]
+            outputs=_Values(jit_node.outputsSize(), jit_node.outputsAt),  # type: ignore[arg-type]
             scope=jit_node.scopeName(),
         )
         macs = rules.price(node)
