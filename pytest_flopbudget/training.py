@@ -31,6 +31,7 @@ from torch.nn.parameter import UninitializedTensorMixin
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from . import fastmeta
 from .counting import UNPRICED, _no_mha_fastpath, check_unpriced, parameter_count
 from .counting.dispatch import capture
 from .counting.state import guard
@@ -412,10 +413,13 @@ def _run_step(
         modules = _Stack()
         with module_hooks(model, modules.enter, modules.leave) as names:
             modules.names.extend(names)
-            with _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), _TagNodes(modules.top), capture(model) as tallies["forward"]:
+            # fastmeta's mode, entered first, makes the outputs of the common operators below the other modes
+            with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), _TagNodes(modules.top), \
+                    capture(model) as tallies["forward"]:
                 value = _scalar_loss(model(*step_args, **step_kwargs), loss)
             _tag_inner_nodes(value.grad_fn)
-            with _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), capture(model, where=_backward_module) as tallies["backward"]:
+            with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), \
+                    capture(model, where=_backward_module) as tallies["backward"]:
                 value.backward()
         del value
         if bound is None:

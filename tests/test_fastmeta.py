@@ -427,6 +427,31 @@ def test_fast_path_counts_like_the_plain_path(model: nn.Module, args: tuple, cou
         plain.macs, plain.by_operator, plain.by_module, plain.unpriced)
 
 
+def test_fast_path_counts_a_training_step_like_the_plain_path() -> None:
+    """A training step (forward, backward, fused AdamW) of a small VAR and of the layer model."""
+    from pytest_flopbudget.training import count_train_step
+
+    spec = importlib.util.spec_from_file_location("_fastmeta_var_train", ROOT / "examples" / "var" / "model.py")
+    var = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(var)
+    labels, _, images = var.dummy_inputs(256)
+    transformer = var.build_var(2)
+    step = var.VARTrainStep(var.build_vqvae(base_channels=32), transformer)
+    layers = Layers()
+    cases = [
+        (step, (images, labels), lambda: var.var_optimizer(transformer)),
+        (layers, (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long)),
+         lambda: torch.optim.AdamW(layers.parameters(), weight_decay=0.1)),
+    ]
+    for model, args, optimizer in cases:
+        fast = count_train_step(model, args, optimizer=optimizer())
+        with fastmeta.plain():
+            plain = count_train_step(model, args, optimizer=optimizer())
+        assert fast.phases["backward"] > 0
+        assert (fast.macs, fast.phases, fast.by_operator, fast.by_module, fast.unpriced) == (
+            plain.macs, plain.phases, plain.by_operator, plain.by_module, plain.unpriced)
+
+
 def test_plain_switch_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fastmeta.enabled()
     with fastmeta.plain():
