@@ -421,6 +421,16 @@ shape_fn(aten.lt.Tensor, aten.le.Tensor, aten.gt.Tensor, aten.ge.Tensor, aten.eq
 shape_fn(aten.lt.Scalar, aten.le.Scalar, aten.gt.Scalar, aten.ge.Scalar, aten.eq.Scalar, aten.ne.Scalar)(_compare_number)
 
 
+@shape_fn(aten.gelu_backward.default, aten.silu_backward.default, aten.sigmoid_backward.default,
+          aten.tanh_backward.default)
+def _activation_backward(grad: Any, x: Any, *, approximate: str = "none") -> Optional[torch.Tensor]:
+    """An activation's gradient: elementwise over ``grad`` and the saved tensor, both of one shape and
+    canonical contiguous (the kernels are composites, which re-derive other layouts step by step)."""
+    if not (_meta(x) and _meta(grad) and grad.shape == x.shape and _canonical(grad) and _canonical(x)):
+        return None
+    return _arithmetic(grad, x)
+
+
 @shape_fn(aten.rsub.Tensor)
 def _rsub(self: Any, other: Any, *, alpha: Any = 1) -> Optional[torch.Tensor]:
     if not isinstance(other, torch.Tensor):
@@ -527,6 +537,25 @@ def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: floa
     stat_shape = [*x.shape[:axis], *([1] * len(normalized_shape))]
     stat_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     return _contiguous(x.shape, x.dtype), _contiguous(stat_shape, stat_dtype), _contiguous(stat_shape, stat_dtype)
+
+
+@shape_fn(aten.native_layer_norm_backward.default)
+def _layer_norm_backward(grad: Any, x: Any, normalized_shape: Any, mean: Any, rstd: Any, weight: Any, bias: Any,
+                         mask: Any) -> Optional[tuple]:
+    """Gradients of input, weight and bias (each where ``mask`` asks and the tensor exists), new and contiguous."""
+    params = [t for t in (weight, bias) if t is not None]
+    if _same_float(grad, x, *params) is None or not (_canonical(grad) and _canonical(x)) or grad.shape != x.shape:
+        return None
+    axis = x.dim() - len(normalized_shape)
+    if axis < 0 or list(x.shape[axis:]) != list(normalized_shape) or len(mask) != 3:
+        return None
+    if any(list(t.shape) != list(normalized_shape) for t in params) or not (_meta(mean) and _meta(rstd)):
+        return None
+    return (
+        _contiguous(x.shape, x.dtype) if mask[0] else None,
+        _contiguous(weight.shape, weight.dtype) if mask[1] and weight is not None else None,
+        _contiguous(bias.shape, bias.dtype) if mask[2] and bias is not None else None,
+    )
 
 
 @shape_fn(aten.native_group_norm.default)

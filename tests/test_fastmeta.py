@@ -57,6 +57,8 @@ def layouts(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Itera
 
 
 def describe(out: Any) -> Any:
+    if out is None:
+        return None
     if isinstance(out, torch.Tensor):
         return tuple(out.shape), out.stride(), out.dtype, out.storage_offset()
     return tuple(describe(o) for o in out)
@@ -265,6 +267,31 @@ def test_matrix_products(dtype: torch.dtype) -> None:
         check(aten.mm.default, meta(n, k, dtype=dtype), meta(k, p, dtype=torch.float64))
     assert not check.errors, "\n".join(check.errors[:20])
     assert {aten.mm.default, aten.addmm.default, aten.bmm.default} <= set(check.answered)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_backward_operators(dtype: torch.dtype) -> None:
+    """The backward kernels of layer norm and the activations, on the layouts autograd hands them."""
+    check = Checks()
+    for shape in [(2, 5, 8), (1, 8), (3, 1, 4, 8)]:
+        d = shape[-1]
+        for x in layouts(shape, dtype):
+            for grad in list(layouts(shape, dtype))[:3]:
+                for op in (aten.gelu_backward.default, aten.silu_backward.default, aten.sigmoid_backward.default,
+                           aten.tanh_backward.default):
+                    check(op, grad, x)
+                check(aten.gelu_backward.default, grad, x, approximate="tanh")
+                check(aten.gelu_backward.default, grad, meta(*shape, dtype=torch.float64))
+                _, mean, rstd = aten.native_layer_norm.default(x.contiguous(), [d], None, None, 1e-5)
+                weight, bias = meta(d, dtype=dtype), meta(d, dtype=dtype)
+                for mask in ([True, True, True], [True, False, False], [False, True, True], [False, False, False]):
+                    check(aten.native_layer_norm_backward.default, grad, x, [d], mean, rstd, weight, bias, mask)
+                    check(aten.native_layer_norm_backward.default, grad, x, [d], mean, rstd, None, None, mask)
+                    check(aten.native_layer_norm_backward.default, grad, x, [d], mean, rstd, weight, None, mask)
+    assert not check.errors, "\n".join(check.errors[:20])
+    wanted = {aten.gelu_backward.default, aten.silu_backward.default, aten.sigmoid_backward.default,
+              aten.tanh_backward.default, aten.native_layer_norm_backward.default}
+    assert wanted <= set(check.answered), wanted - set(check.answered)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

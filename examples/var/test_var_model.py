@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pytest_flopbudget import fast_meta  # meta passes without torch's Python meta kernels (same shapes)
+
 from model import (
     PUBLISHED_PARAMS,
     RELEASED,
@@ -105,7 +107,7 @@ def test_generation_runs_every_step_with_kv_cache(monkeypatch: pytest.MonkeyPatc
     decoded = []
     vqvae.decoder.register_forward_hook(lambda mod, args, out: decoded.append(tuple(out.shape)))
     labels, _, _ = meta_inputs("d16")
-    with torch.no_grad():
+    with torch.no_grad(), fast_meta():
         image = VARGenerate(vqvae, var)(labels)
     assert len(calls) == var.depth * len(var.patch_nums)
     cumulative = [sum(p * p for p in var.patch_nums[: k + 1]) for k in range(len(var.patch_nums))]
@@ -119,7 +121,7 @@ def test_generation_runs_every_step_with_kv_cache(monkeypatch: pytest.MonkeyPatc
 def test_meta_shapes() -> None:
     labels, tokens, images = meta_inputs("d16")
     var, vqvae = build_released("d16"), build_vqvae()
-    with torch.no_grad():
+    with torch.no_grad(), fast_meta():
         assert tuple(vqvae(images).shape) == (1, 679, 32)
         assert tuple(var(labels, tokens).shape) == (1, 680, 4096)
         assert tuple(VARImageForward(vqvae, var)(images, labels).shape) == (1, 680, 4096)

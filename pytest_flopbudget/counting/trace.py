@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import dataclasses
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -193,19 +193,21 @@ def _no_name(value: Any) -> str:
     return ""
 
 
-def _trace(bound: nn.Module) -> Any:
-    """``torch.jit._get_trace_graph(bound, bound.tensors)``, less its Python lookup of a variable name
-    for every value (a walk over the caller's frame locals, a few percent of a trace): graph values
-    keep the tracer's numbered names. Parameters and buffers are inputs of the graph, as there."""
+def _graph(bound: nn.Module, modes: Any) -> Any:
+    """``torch.jit._get_trace_graph(bound, bound.tensors)`` under ``modes``, less its Python lookup of a
+    variable name for every value (a walk over the caller's frame locals, a few percent of a trace) and
+    its Module-call frames: graph values keep the tracer's numbered names; parameters and buffers are
+    inputs of the graph, as there."""
     flat, layout = torch._C._jit_flatten(bound.tensors)
     state = list(torch.jit._trace._unique_state_dict(bound, keep_vars=True).values())
+    forward, size = bound.forward, len(flat)
 
     def run(*inputs: torch.Tensor) -> Any:
-        out = bound.forward(*torch._C._jit_unflatten(list(inputs[: len(flat)]), layout))  # no Module call frames
-        out_vars, _ = torch._C._jit_flatten(out)
+        out_vars, _ = torch._C._jit_flatten(forward(*torch._C._jit_unflatten(list(inputs[:size]), layout)))
         return out_vars[0] if len(out_vars) == 1 else tuple(out_vars)
 
-    graph, _ = torch._C._create_graph_by_tracing(run, flat + state, _no_name, True, False)
+    with modes:
+        graph, _ = torch._C._create_graph_by_tracing(run, flat + state, _no_name, True, False)
     return graph
 
 
@@ -223,31 +225,35 @@ def _thread_may_run() -> bool:
     )
 
 
-def shallow(work: Callable[[], Any]) -> Any:
-    """``work()`` on a new thread, whose Python stack starts empty; the caller waits for it.
+def shallow(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a new thread, whose Python stack starts empty; the caller waits for it.
 
     The tracer records the whole Python call stack of every graph node it makes, one entry per frame
     (file, line, function): under pytest the caller's stack is 60-90 frames deep, and walking it for
-    each of a generation's 20,000 nodes was most of the trace. The thread gets the caller's grad mode
-    and context variables; errors are raised here. Where the caller's thread has state a new thread
-    would not share (see :func:`_thread_may_run`), ``work`` runs here.
+    each of a generation's 20,000 nodes was most of the trace. The thread starts at ``fn``'s frame
+    (``_thread``, not ``threading``, whose start adds three), with the caller's grad mode and context
+    variables; errors are raised here. Where the caller's thread has state a new thread would not
+    share (see :func:`_thread_may_run`), ``fn`` runs here.
     """
     if not _thread_may_run():
-        return work()
+        return fn(*args)
     grad = torch.is_grad_enabled()
     context = contextvars.copy_context()
     box: dict[str, Any] = {}
+    done = _thread.allocate_lock()
+    done.acquire()
 
-    def run() -> None:
+    def start() -> None:
         try:
-            with torch.set_grad_enabled(grad):
-                box["result"] = context.run(work)
+            torch._C._set_grad_enabled(grad)  # the thread's own flag, gone with it
+            box["result"] = context.run(fn, *args)
         except BaseException as exc:  # raised again in the caller's thread
             box["error"] = exc
+        finally:
+            done.release()
 
-    thread = threading.Thread(target=run, name="flopbudget-trace", daemon=True)
-    thread.start()
-    thread.join()
+    _thread.start_new_thread(start, ())
+    done.acquire()
     if "error" in box:
         error = box.pop("error")
         try:
@@ -286,15 +292,11 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         # convolution missing from the trace would be a silent zero. The fix re-issues it so it is recorded.
         # On meta, fastmeta's mode does that too, and makes the outputs of common operators from shapes.
         # On the fast path the budget counts inside FastMeta's own dispatch (one Python mode per operator, not two).
-        def work() -> Any:
-            if meta and fastmeta.enabled():
-                modes: Any = fastmeta.FastMeta(budget)
-            else:
-                modes = _stacked(fastmeta.meta_mode() if meta else MetaTraceFix(), guard)
-            with modes:
-                return _trace(bound)
-
-        graph = shallow(work)
+        if meta and fastmeta.enabled():
+            modes: Any = fastmeta.FastMeta(budget)
+        else:
+            modes = _stacked(fastmeta.meta_mode() if meta else MetaTraceFix(), guard)
+        graph = shallow(_graph, bound, modes)
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
