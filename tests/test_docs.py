@@ -50,7 +50,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert first in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
     assert "torch==2.14.1" in second and second in code_blocks("sh")[2], "the torch 2.14.1 run of .ci/run is documented"
     main = code_blocks("sh")[0].strip()
-    assert main.endswith("python -m pytest examples --flop-report")
+    assert main.endswith("python -m pytest examples -n 2 --flop-report") and '-e ".[examples]"' in main
 
 
 def test_hooks_in_readme_are_the_declared_hooks() -> None:

@@ -94,3 +94,21 @@ def test_a_models_error_reaches_the_caller() -> None:
     """The trace fails on its thread; the dispatch capture then runs the model here and raises."""
     with pytest.raises(KeyError, match="the model's own error"):
         count(Failing(), (torch.zeros(2, 4),))
+
+
+def test_thread_start_hooks_see_the_model_run() -> None:
+    """Tools that follow threads through ``threading.settrace`` (coverage.py does) see the forward."""
+    seen: list[str] = []
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            seen.append(frame.f_code.co_qualname)
+        return None
+
+    threading.settrace(tracer)
+    try:
+        count(Recorder(), (torch.zeros(3, 8),))
+    finally:
+        threading.settrace(None)
+    assert len(THREADS) == 1 and THREADS[0] != threading.get_ident()
+    assert "Recorder.forward" in seen

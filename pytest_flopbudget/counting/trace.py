@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import _thread
 import contextvars
 import dataclasses
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -225,42 +225,47 @@ def _thread_may_run() -> bool:
     )
 
 
+class _TraceThread(threading.Thread):
+    """Runs ``fn(*args)`` in ``run`` itself (no target frame), with the caller's grad mode and context."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        super().__init__(name="flopbudget-trace", daemon=True)
+        self.fn, self.fn_args = fn, args
+        self.grad = torch.is_grad_enabled()
+        self.context = contextvars.copy_context()
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            torch._C._set_grad_enabled(self.grad)  # the thread's own flag, gone with it
+            self.result = self.context.run(self.fn, *self.fn_args)
+        except BaseException as exc:  # raised again in the caller's thread
+            self.error = exc
+
+
 def shallow(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` on a new thread, whose Python stack starts empty; the caller waits for it.
 
     The tracer records the whole Python call stack of every graph node it makes, one entry per frame
     (file, line, function): under pytest the caller's stack is 60-90 frames deep, and walking it for
-    each of a generation's 20,000 nodes was most of the trace. The thread starts at ``fn``'s frame
-    (``_thread``, not ``threading``, whose start adds three), with the caller's grad mode and context
-    variables; errors are raised here. Where the caller's thread has state a new thread would not
-    share (see :func:`_thread_may_run`), ``fn`` runs here.
+    each of a generation's 20,000 nodes was most of the trace. The thread gets the caller's grad mode
+    and context variables (and is a ``threading`` thread, so that tools hooking thread starts, such
+    as coverage, see it); errors are raised here. Where the caller's thread has state a new thread
+    would not share (see :func:`_thread_may_run`), ``fn`` runs here.
     """
     if not _thread_may_run():
         return fn(*args)
-    grad = torch.is_grad_enabled()
-    context = contextvars.copy_context()
-    box: dict[str, Any] = {}
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def start() -> None:
-        try:
-            torch._C._set_grad_enabled(grad)  # the thread's own flag, gone with it
-            box["result"] = context.run(fn, *args)
-        except BaseException as exc:  # raised again in the caller's thread
-            box["error"] = exc
-        finally:
-            done.release()
-
-    _thread.start_new_thread(start, ())
-    done.acquire()
-    if "error" in box:
-        error = box.pop("error")
+    thread = _TraceThread(fn, args)
+    thread.start()
+    thread.join()
+    error, thread.error = thread.error, None
+    if error is not None:
         try:
             raise error
         finally:
             del error
-    return box["result"]
+    return thread.result
 
 
 def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
