@@ -3,6 +3,9 @@
 - ``comparison_table``: VAR d16..d36-s, DiT S/2..XL/2 and ViT B/16, L/16 side by side: parameters,
   GFLOPs (2 x MACs, every priced operator) and published-convention GMACs (matmul, conv and
   attention only) per forward and per generated image, and what the papers / model cards print.
+- ``var_table``: one row per released VAR model, the way VAR users compare models: parameters and
+  GFLOPs of the transformer forward, the forward on images, the generation of one image, and one
+  training step (VAR's trainer, batch 1).
 - ``var_shares``: where VAR's transformer forward spends its MACs at each depth, at 256 and 512 px.
 
 Only plain data (``pytest_flopbudget.Record``): no torch here.
@@ -151,4 +154,37 @@ def share_table(records: Iterable[Any]) -> list[str]:
         split = shares(rec)
         cells = " ".join(f"{100 * split[s] / rec.macs:>11.1f}%" for s in SHARES)
         lines.append(f"{'d' + str(depth):>5} {resolution:>4} {rec.gflops:>10,.1f}  {cells}")
+    return lines
+
+
+VAR_COLUMNS = {
+    "test_transformer_forward": "forward",
+    "test_image_forward": "image",
+    "test_generate": "generate",
+    "test_train_step": "train",
+}
+_VAR_ID = re.compile(r"::(?P<test>\w+)\[(?P<model>[^\]]+)\]$")
+
+
+def var_table(records: list[Any]) -> list[str]:
+    """Rows of ``model | params | forward | image | generate | train step`` from the suite's records."""
+    rows: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        match = _VAR_ID.search(rec.nodeid)
+        if rec.key is not None or not match or match["test"] not in VAR_COLUMNS:
+            continue
+        row = rows.setdefault(match["model"], {})
+        row[VAR_COLUMNS[match["test"]]] = rec.gflops
+        if match["test"] == "test_transformer_forward":
+            row["params"] = rec.params
+    if not rows:
+        return []
+    lines = [
+        f"{'model':<7} {'params':>14} {'forward GFLOPs':>15} {'image GFLOPs':>13} {'generate GFLOPs':>16} {'train step GFLOPs':>18}",
+    ]
+    for model in sorted(rows, key=lambda m: (len(m), m)):
+        row = rows[model]
+        cells = [f"{row[c]:,.1f}" if c in row else "-" for c in ("forward", "image", "generate", "train")]
+        params = f"{row['params']:,}" if "params" in row else "-"
+        lines.append(f"{model:<7} {params:>14} {cells[0]:>15} {cells[1]:>13} {cells[2]:>16} {cells[3]:>18}")
     return lines
