@@ -243,8 +243,9 @@ def _create_state(optimizer: torch.optim.Optimizer) -> None:
 class _VoidKernelsOnMeta(TorchDispatchMode):
     """Skip in-place operators that return nothing (``_fused_adamw_``, ``_fused_sgd_``, the ``_foreach_``
     family) when all their tensors are on meta: there they change no data, nor any shape, and their
-    meta kernels (where one exists) run torch's Python decompositions, per parameter (a third of a
-    VAR step's count). Entered below :func:`capture`, which prices them first."""
+    meta kernels (where one exists) run torch's Python decompositions, per parameter (a third of the
+    time of a VAR step's count). Argument checks of those kernels are skipped with them. Entered below
+    :func:`capture`, which prices them first."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
