@@ -245,6 +245,27 @@ def test_register_rule_as_call_and_decorator() -> None:
         rules.register_rule("aten::fft_rfft", 3)  # type: ignore[arg-type]
 
 
+def test_a_rule_reads_inputs_and_outputs_as_sequences() -> None:
+    """Both captures hand a rule sequences of Variables: indexed (also from the end), sliced, iterated."""
+    seen: dict[str, Any] = {}
+
+    def rule(node: Node) -> int:
+        shapes = [v.shape for v in node.inputs]
+        seen[node.operator] = (len(node.inputs), shapes, [v.shape for v in node.inputs[:1]],
+                               node.inputs[-len(node.inputs)].shape, node.outputs[0].shape)
+        return 5
+
+    try:
+        rules.register_rule("aten::fft_rfft", rule)
+        for counter in ("torchprofile", "flop_counter"):
+            seen.clear()
+            assert count(Fn(lambda x: torch.fft.rfft(x)), (torch.randn(8),), {}, counter=counter).macs == 5
+            n, shapes, first, again, out = seen["aten::fft_rfft"]
+            assert n == len(shapes) >= 1 and first == [[8]] == [shapes[0]] and again == [8] and out == [5]
+    finally:
+        rules.unregister_rule("aten::fft_rfft")
+
+
 def test_public_register_rule_is_the_registry_one() -> None:
     import pytest_flopbudget
 
