@@ -100,7 +100,7 @@ def comparison_table(records: Iterable[Any]) -> list[str]:
             f"{row['model']:<10}",
             f"{row['params']:>13,}",
             f" {fwd.gflops:>9,.2f}",
-            f"{pub / 1e9:>9.2f}" if pub is not None else f"{'-':>9}",
+            f"{pub / 1e9:>9,.2f}" if pub is not None else f"{'-':>9}",
             f" {2 * image[0] / 1e9:>11,.1f}" if image else f" {'-':>11}",
             f"{image[1] / 1e9:>11,.1f}" if image and image[1] is not None else f"{'-':>11}",
             f" {PUBLISHED.get(row['model'], '-'):<26}",
