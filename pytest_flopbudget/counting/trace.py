@@ -316,16 +316,20 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
     """Trace one call of ``fn`` and price every node with the registry."""
     graph, names = trace_graph(fn, module, args, kwargs, meta, budget)
     tally = Tally(capture="trace")
-    status: dict[str, Optional[bool]] = {}  # operator -> free (True), priced (False), unpriced (None)
+    # node kind -> (operator, free: True, priced: False, unpriced: None); scope -> module name
+    status: dict[str, tuple[str, Optional[bool]]] = {}
+    modules: dict[str, str] = {}
     for jit_node in graph.nodes():
-        operator = jit_node.kind().lower()
-        if operator not in status:
-            status[operator] = rules.is_free(operator) if rules.has_rule(operator) else None
-        free = status[operator]
+        kind = jit_node.kind()
+        known = status.get(kind)
+        if known is None:
+            operator = kind.lower()
+            known = status[kind] = (operator, rules.is_free(operator) if rules.has_rule(operator) else None)
+        operator, free = known
+        if free:
+            continue
         if free is None:
             tally.miss(operator)
-            continue
-        if free:
             continue
         node = Node(
             operator=operator,
@@ -338,6 +342,9 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
         if macs is None:
             tally.miss(operator)
             continue
-        scope = node.scope.rsplit("/", 1)[-1]
-        tally.add(names[int(scope[1:])] if scope.startswith("m") else "", operator, macs)
+        module_name = modules.get(node.scope)
+        if module_name is None:
+            scope = node.scope.rsplit("/", 1)[-1]
+            module_name = modules[node.scope] = names[int(scope[1:])] if scope.startswith("m") else ""
+        tally.add(module_name, operator, macs)
     return tally
