@@ -171,8 +171,10 @@ def run_child(method: str, case: str, repeat: int) -> None:
             if COUNTERS[method](model, args) != macs:
                 raise RuntimeError("a second count differs")
             counts.append(time.perf_counter() - start)
+    # count / bare of each repetition (measured back to back): a machine whose speed drifts moves both alike
+    pairs = sorted(c / b for c, b in zip(counts[1:], bares))
     print(json.dumps({"import_s": t1 - t0, "build_s": t2 - t1, "first_s": first, "count_s": min(counts),
-                      "bare_s": min(bares) if bares else None, "macs": macs, "rss_mb": _peak_rss_mb(),
+                      "bare_s": min(bares) if bares else None, "pairs": pairs, "macs": macs, "rss_mb": _peak_rss_mb(),
                       "dynamo": "torch._dynamo" in sys.modules, "start_ts": T_START, "end_ts": time.time()}),
           flush=True)
 
@@ -206,8 +208,20 @@ def _row(cells: list[str]) -> None:
     print("| " + " | ".join(cells) + " |")
 
 
+def _ratio(m: dict[str, Any]) -> str:
+    """best count / best bare pass of the method's own process, then the median and range of the
+    ratios of the repetitions, each a count and a bare pass measured back to back."""
+    pairs = m["pairs"]
+    text = f"{m['count_s'] / m['bare_s']:.2f}x"
+    if len(pairs) > 1:
+        text += f" (pairs: median {pairs[len(pairs) // 2]:.2f}x, {pairs[0]:.2f}-{pairs[-1]:.2f})"
+    return text
+
+
 def report(results: dict[str, dict[str, Any]]) -> None:
     print("## Count time (best of N in one process; first call for d16-real) and process peak RSS\n")
+    print("Ratios: best count / best bare pass in the same process; in parentheses the median and range of\n"
+          "count / bare over the repetitions, each pair measured back to back.\n")
     _row(["case", "this engine (trace)", "bare meta pass", "engine / bare", "this engine (dispatch)",
           "dispatch / bare", "torchprofile, real", "FlopCounterMode, real", "GMACs (engine, dispatch, torchprofile, FlopCounterMode)"])
     _row(["---"] * 9)
@@ -217,7 +231,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
         eng, disp = row.get("engine"), row.get("dispatch")
         first = case == "d16-real"
         bare = eng["bare_s"] if eng and eng["bare_s"] else None
-        ratio = lambda m: f"{m['count_s'] / bare:.2f}x" if m and bare else "-"  # noqa: E731
+        ratio = lambda m: _ratio(m) if m and m["bare_s"] else "-"  # noqa: E731
         macs = ", ".join("-" if row.get(m) is None else f"{row[m]['macs'] / 1e9:.2f}" for m in METHODS)
         _row([case, _cell(eng, first), f"{bare:.2f} s" if bare else "-", ratio(eng), _cell(disp, first),
               ratio(disp), _cell(row.get("torchprofile")), _cell(row.get("flop_counter")), macs])
