@@ -1,4 +1,4 @@
-"""Counting never changes the model: parameters, buffers, cached tensors in attributes, train/eval state."""
+"""Counting never changes the model: parameters, buffers, cached tensors in attributes, gradients, train/eval state."""
 
 from __future__ import annotations
 
@@ -145,3 +145,35 @@ def test_a_torchvision_detector_is_left_as_it_was(counter: str) -> None:
     with torch.no_grad():
         after = model(images)
     assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(before, after))
+
+
+class _Passing(torch.overrides.TorchFunctionMode):
+    """A mode in the caller's thread: the trace then stays in that thread instead of its own."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_trace_in_the_callers_thread_leaves_the_model_alike(mode: str) -> None:
+    """The default counter traces on a thread of its own, or in the caller's thread where that thread
+    holds a torch mode: the model is put back the same way on both paths."""
+    model = CachingDetector(data_dependent=mode != "meta").train()
+    model.head.weight.grad = torch.full_like(model.head.weight, 0.5)
+    before = snapshot(model)
+    with _Passing():
+        count(model, (torch.randn(5, 4),), {}, mode=mode)
+    assert_unchanged(model, before)
+
+
+def test_a_training_step_leaves_the_model_alike() -> None:
+    """measure_train_step: the same snapshot (cached tensors, buffers, flags, gradients) after a step."""
+    from pytest_flopbudget import measure_train_step
+
+    model = CachingDetector(data_dependent=False).train()
+    model.head.weight.grad = torch.full_like(model.head.weight, 0.5)
+    model.norm.bias.requires_grad_(False)
+    before = snapshot(model)
+    result = measure_train_step(model, torch.randn(5, 4), optimizer=torch.optim.AdamW(model.parameters()))
+    assert result.phases["backward"] > 0 and result.phases["optimizer"] > 0
+    assert_unchanged(model, before)
