@@ -193,15 +193,19 @@ class _Capture:
             self.tally.miss(operator)
             return
         bound = _bind(func._schema, args, kwargs)
-        self.price(operator, bound if bound is not None else list(args), out)
+        self._price_node(operator, bound if bound is not None else list(args), out)
 
     def price(self, operator: str, inputs: list[Any], out: Any) -> None:
+        """Price a call of ``operator`` (a composite seen at the Python level) from its inputs and output."""
         operator = conventions.normalize(operator)
         if not rules.has_rule(operator):
             self.tally.miss(operator)
             return
-        if rules.is_free(operator):
-            return
+        if not rules.is_free(operator):
+            self._price_node(operator, inputs, out)
+
+    def _price_node(self, operator: str, inputs: list[Any], out: Any) -> None:
+        """An operator with a rule that is not free: build its node and add its MACs."""
         node = Node(
             operator=operator,
             attributes={},

@@ -34,18 +34,6 @@ _INTERNAL = frozenset(nn.Module().__dict__) | {"_parameters", "_buffers", "_modu
 _DEPTH = 4  # how deep lists/tuples/dicts are searched for tensors
 
 
-def _holds_tensor(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, torch.Tensor):
-        return True
-    if depth >= _DEPTH:
-        return False
-    if isinstance(value, (list, tuple)):
-        return any(_holds_tensor(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_tensor(v, depth + 1) for v in value.values())
-    return False
-
-
 def _version(t: torch.Tensor) -> int:
     try:
         return t._version
@@ -123,7 +111,7 @@ class _ModuleState:
         self.attributes = {
             k: (v, _snapshot(v, copy_values))
             for k, v in module.__dict__.items()
-            if k not in _INTERNAL and (_holds_tensor(v) or isinstance(v, (list, tuple, dict)))
+            if k not in _INTERNAL and isinstance(v, (torch.Tensor, list, tuple, dict))
         }
 
     def restore(self, lost: list[str]) -> None:
