@@ -16,7 +16,6 @@ existed, and the suite must match it exactly).
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crosscheck_models import Layers, var_models, var_module
 from pytest_flopbudget import fastmeta
 from pytest_flopbudget.counting import count
 
@@ -391,56 +391,10 @@ def test_every_shape_function_is_checked_here() -> None:
 # ---- counts: the fast path against torch's plain meta kernels ---------------------------
 
 
-class Layers(nn.Module):
-    """The layer kinds of the other test files in one model: convolutions (also transposed and
-    grouped), norms, pooling, resizing, recurrent layers, attention, embedding."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
-        self.gn = nn.GroupNorm(4, 8)
-        self.bn = nn.BatchNorm2d(8)
-        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.embed = nn.Embedding(10, 16)
-        self.encoder = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
-        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
-        self.gru = nn.GRU(16, 8, batch_first=True)
-        self.lstm = nn.LSTM(8, 8, num_layers=2, batch_first=True)
-        self.head = nn.Linear(8 + 64, 5)
-
-    def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.bn(self.gn(self.grouped(self.conv(image)))))
-        h = nn.functional.interpolate(self.up(h), scale_factor=0.5, mode="bilinear")
-        h = self.pool(h).flatten(1)
-        t = self.encoder(self.embed(tokens))
-        t = t + self.mha(t, t, t, need_weights=False)[0]
-        t, _ = self.lstm(self.gru(t)[0])
-        return self.head(torch.cat((t[:, -1], h), dim=-1)).softmax(-1)
-
-
-def _var_models() -> list[tuple[str, nn.Module, tuple]]:
-    # Loaded under a name of its own: a module called "model" in sys.modules would shadow the
-    # copies of the example that other tests import in-process.
-    spec = importlib.util.spec_from_file_location("_fastmeta_var_model", ROOT / "examples" / "var" / "model.py")
-    var = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(var)
-    VARGenerate, VARImageForward, build_var, build_vqvae, dummy_inputs = (
-        var.VARGenerate, var.VARImageForward, var.build_var, var.build_vqvae, var.dummy_inputs)
-
-    labels, tokens, images = dummy_inputs(256)
-    return [
-        ("forward", build_var(2), (labels, tokens)),
-        ("image", VARImageForward(build_vqvae(base_channels=32), build_var(2)), (images, labels)),
-        ("generate", VARGenerate(build_vqvae(base_channels=32), build_var(2)), (labels,)),
-    ]
-
-
 def _cases() -> list[Any]:
     layers = Layers().eval()
     cases = [pytest.param(layers, (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long)), id="layers")]
-    return cases + [pytest.param(model, args, id=f"var-{name}") for name, model, args in _var_models()]
+    return cases + [pytest.param(model, args, id=f"var-{name}") for name, model, args in var_models()]
 
 
 @pytest.mark.parametrize("counter", ["torchprofile", "flop_counter"])
@@ -458,9 +412,7 @@ def test_fast_path_counts_a_training_step_like_the_plain_path() -> None:
     """A training step (forward, backward, fused AdamW) of a small VAR and of the layer model."""
     from pytest_flopbudget.training import count_train_step
 
-    spec = importlib.util.spec_from_file_location("_fastmeta_var_train", ROOT / "examples" / "var" / "model.py")
-    var = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(var)
+    var = var_module("_fastmeta_var_train")
     labels, _, images = var.dummy_inputs(256)
     transformer = var.build_var(2)
     step = var.VARTrainStep(var.build_vqvae(base_channels=32), transformer)

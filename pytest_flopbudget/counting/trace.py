@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 import torch.utils._pytree as pytree
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torchprofile.ir import Node, Variable
 
 from .. import fastmeta, rules
@@ -193,22 +193,89 @@ def _no_name(value: Any) -> str:
     return ""
 
 
-def _graph(bound: nn.Module, modes: Any) -> Any:
-    """``torch.jit._get_trace_graph(bound, bound.tensors)`` under ``modes``, less its Python lookup of a
-    variable name for every value (a walk over the caller's frame locals, a few percent of a trace) and
-    its Module-call frames: graph values keep the tracer's numbered names; parameters and buffers are
-    inputs of the graph, as there."""
+# Nodes after which the tracer's closing passes do more than dead-code elimination: scope blocks and
+# forks (restructured), calls into scripted code (inlined), tuples (lowered). A graph holding one of them
+# is closed by the tracer itself.
+_RESTRUCTURED = (
+    "prim::TracedModuleForward", "prim::TracedFork", "prim::CallFunction", "prim::CallMethod",
+    "prim::TupleConstruct", "prim::If", "prim::Loop",
+)
+
+
+def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
+    """Close the trace as the tracer would, while it still runs, where that is dead-code elimination alone.
+
+    The tracer ends a trace by registering the outputs as one tuple and running its closing passes:
+    scope-block and fork fix-ups, inlining, tuple lowering, dead-code elimination (with alias analysis)
+    and a lint, each a walk over the whole graph (a third of a generation's trace). On a flat graph
+    without calls or tuples, every pass but dead-code elimination changes nothing, so this registers
+    the same tuple and runs that same pass (``EliminateDeadCode`` on the graph), and the priced graph
+    is the one the tracer would return. Returns ``False`` (the graph untouched) where a pass would do
+    more; raises the tracer's own error for an output that no traced operation made.
+    """
+    if any(graph.findNode(kind) is not None for kind in _RESTRUCTURED):
+        return False
+    end = graph.return_node()
+    values = []
+    for i, tensor in enumerate(outputs):
+        last = end.prev()
+        value = torch._C._get_value_trace(tensor)  # an untraced tensor becomes a new constant node
+        if end.prev() is not last:
+            raise RuntimeError(
+                f"output {i} of traced region did not have observable data dependence with trace inputs; "
+                "this probably indicates your program cannot be understood by the tracer."
+            )
+        values.append(value)
+    closing = graph.create("prim::TupleConstruct", values, 1)
+    closing.output().setType(torch._C.TupleType([v.type() for v in values]))
+    graph.insertNode(closing)
+    graph.registerOutput(closing.output())
+    torch._C._jit_pass_dce_graph(graph)
+    return True
+
+
+def _empty(graph: Any) -> None:
+    """Remove every node and output of ``graph`` (its inputs stay), last node first."""
+    for _ in range(graph.return_node().inputsSize()):
+        graph.eraseOutput(0)
+    torch._C._jit_pass_dce_allow_deleting_nodes_with_side_effects(graph)  # dead now: all, in one pass
+    for node in reversed(list(graph.nodes())):  # anything that pass keeps
+        node.destroy()
+
+
+def _graph(bound: nn.Module, modes: Any, price: Callable[[Any], Tally]) -> Tally:
+    """``price`` of ``torch.jit._get_trace_graph(bound, bound.tensors)`` traced under ``modes``.
+
+    Unlike ``_get_trace_graph``: no Python lookup of a variable name for every value (a walk over the
+    caller's frame locals, a few percent of a trace) and no Module-call frames; graph values keep the
+    tracer's numbered names, and parameters and buffers are inputs of the graph, as there. Where
+    :func:`_close_here` can close the trace, the graph is priced before the traced function returns and
+    emptied; the tracer then closes a graph that returns its first input (its passes cost nothing).
+    """
     flat, layout = torch._C._jit_flatten(bound.tensors)
     state = list(torch.jit._trace._unique_state_dict(bound, keep_vars=True).values())
     forward, size = bound.forward, len(flat)
+    priced: list[Tally] = []
 
     def run(*inputs: torch.Tensor) -> Any:
         out_vars, _ = torch._C._jit_flatten(forward(*torch._C._jit_unflatten(list(inputs[:size]), layout)))
+        tracing = torch._C._get_tracing_state()
+        graph = tracing.graph()
+        if inputs and _close_here(graph, out_vars):
+            # Rules run as after a trace: nothing they do is recorded, and no dispatch mode sees it.
+            torch._C._set_tracing_state(None)
+            try:
+                with _disable_current_modes():
+                    priced.append(price(graph))
+                _empty(graph)
+            finally:
+                torch._C._set_tracing_state(tracing)
+            return inputs[0]  # traced as the graph's first input, which emptying keeps
         return out_vars[0] if len(out_vars) == 1 else tuple(out_vars)
 
     with modes:
         graph, _ = torch._C._create_graph_by_tracing(run, flat + state, _no_name, True, False)
-    return graph
+    return priced[0] if priced else price(graph)
 
 
 def _thread_may_run() -> bool:
@@ -268,17 +335,28 @@ def shallow(fn: Callable[..., Any], *args: Any) -> Any:
     return thread.result
 
 
-def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> tuple[Any, list[str]]:
-    """The TorchScript graph of ``fn(*args, **kwargs)`` with scopes ``m<i>`` naming the i-th submodule.
+def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> Tally:
+    """Trace one call of ``fn`` and price every node of its TorchScript graph with the registry (scopes
+    ``m<i>`` in the graph name the i-th submodule).
 
     With a ``budget``, raises :class:`TraceTooLong` where it says the trace unrolls a loop."""
     bound = _Bound(fn, module, args, kwargs)
     guard: Any = budget if budget is not None else nullcontext()
 
+    opened: list[Any] = []  # the scope-block node of each running module call, innermost last
+
     def enter(i: int) -> None:
+        # A scope names the module of every node made inside it. The graph's push_scope also opens a block
+        # (a prim::TracedModuleForward node) and inserts into it, and the tracer's closing passes would
+        # copy each node out of every enclosing block again; here nodes go before the block instead, so
+        # the graph stays flat and the block empty (removed on leaving).
         state = torch._C._get_tracing_state()
         if state is not None:
             state.push_scope(f"m{i}")
+            graph = state.graph()
+            block_node = graph.insertPoint().owningBlock().owningNode()
+            graph.setInsertPoint(block_node)
+            opened.append(block_node)
         if budget is not None:
             budget.enter()
 
@@ -288,8 +366,12 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
         if budget is not None:
             budget.leave()
         state = torch._C._get_tracing_state()
-        if state is not None:
-            state.pop_scope()
+        if state is not None and opened:
+            block_node = opened.pop()
+            graph = state.graph()
+            graph.setInsertPoint(next(block_node.blocks()))  # where pop_scope expects to be
+            state.pop_scope()  # insertion continues after the block node, as the tracer would
+            block_node.destroy()
 
     with module_hooks(module, enter, leave) as names, _no_tracer_warnings():
         # The tracer records a convolution only where it reaches aten::_convolution with tracing on: not on
@@ -301,7 +383,7 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
             modes: Any = fastmeta.FastMeta(budget)
         else:
             modes = _stacked(fastmeta.meta_mode() if meta else MetaTraceFix(), guard)
-        graph = shallow(_graph, bound, modes)
+        tally = shallow(_graph, bound, modes, lambda graph: _price(graph, names))
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
@@ -309,12 +391,11 @@ def trace_graph(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple
             "cannot see its operations; return the output tensor(s) from forward (a tensor, or a tuple, list or "
             "dict of them), or count with --flop-counter=flop_counter, which counts every operation that runs"
         )
-    return graph, names
+    return tally
 
 
-def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> Tally:
-    """Trace one call of ``fn`` and price every node with the registry."""
-    graph, names = trace_graph(fn, module, args, kwargs, meta, budget)
+def _price(graph: Any, names: list[str]) -> Tally:
+    """Every node of a traced graph priced with the registry; ``names[i]`` is the module of scope ``m<i>``."""
     tally = Tally(capture="trace")
     # node kind -> (operator, free: True, priced: False, unpriced: None); scope -> module name
     status: dict[str, tuple[str, Optional[bool]]] = {}
