@@ -13,6 +13,7 @@ after a trace.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -69,6 +70,7 @@ def _aten_nodes(graph: Any) -> Counter:
     )
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_the_priced_graph_holds_the_operators_of_a_plain_torch_jit_trace(monkeypatch: pytest.MonkeyPatch) -> None:
     """Flat scopes and the closing here leave the nodes a plain ``torch.jit`` trace has (every
     submodule output of this model is used, so the count's extra graph outputs keep nothing more)."""
@@ -83,8 +85,7 @@ def test_the_priced_graph_holds_the_operators_of_a_plain_torch_jit_trace(monkeyp
     assert sum(priced[0].values()) > 30
 
 
-@torch.jit.script
-def _scripted_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, w)
 
 
@@ -93,9 +94,12 @@ class CallsScriptedCode(nn.Module):
         super().__init__()
         self.lin = nn.Linear(8, 16, bias=False)
         self.w = nn.Parameter(torch.zeros(16, 4))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated
+            self.product = torch.jit.script(_product)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _scripted_product(self.lin(x), self.w)
+        return self.product(self.lin(x), self.w)
 
 
 class ReturnsTuples(nn.Module):

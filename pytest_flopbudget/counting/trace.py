@@ -91,8 +91,9 @@ def output_tensors(out: Any) -> list[torch.Tensor]:
 class _Bound(nn.Module):
     """``fn(*args, **kwargs)`` with the non-tensor arguments bound, taking only the tensors positionally.
 
-    torchprofile and ``torch.jit._get_trace_graph`` refuse keyword arguments and
-    nested inputs; this wrapper feeds them the flat tensors and rebuilds the call.
+    The tracer takes flat tensors, not keyword arguments or nested inputs: :meth:`arguments` rebuilds
+    the call from them and :meth:`results` flattens what it returned. The owner is a submodule, so its
+    parameters and buffers are the state the trace takes as inputs.
     """
 
     def __init__(self, fn: Callable[..., Any], owner: Optional[nn.Module], args: tuple, kwargs: dict) -> None:
@@ -106,16 +107,18 @@ class _Bound(nn.Module):
         self.kept: list[torch.Tensor] = []
         self.returned: Any = None  # type of the model's output when it held no tensor
 
-    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def arguments(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple, dict]:
         leaves = list(self.leaves)
         for slot, t in zip(self.slots, tensors):
             leaves[slot] = t
-        args, kwargs = pytree.tree_unflatten(leaves, self.spec)
-        output = self.call(*args, **kwargs)
+        return pytree.tree_unflatten(leaves, self.spec)
+
+    def results(self, output: Any) -> list[torch.Tensor]:
+        """The output's tensors, then the submodule outputs kept."""
         out = output_tensors(output)
         if not out:
             self.returned = type(output)
-        return tuple(out + self.kept)
+        return out + self.kept
 
 
 def _constant(value: Any) -> Any:
@@ -218,9 +221,10 @@ def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
     end = graph.return_node()
     values = []
     for i, tensor in enumerate(outputs):
-        last = end.prev()
+        before = end.prev()
         value = torch._C._get_value_trace(tensor)  # an untraced tensor becomes a new constant node
-        if end.prev() is not last:
+        after = end.prev()
+        if after.kind() == "prim::Constant" and after.isAfter(before):
             raise RuntimeError(
                 f"output {i} of traced region did not have observable data dependence with trace inputs; "
                 "this probably indicates your program cannot be understood by the tracer."
@@ -243,25 +247,29 @@ def _empty(graph: Any) -> None:
         node.destroy()
 
 
-def _graph(bound: nn.Module, modes: Any, price: Callable[[Any], Tally]) -> Tally:
-    """``price`` of ``torch.jit._get_trace_graph(bound, bound.tensors)`` traced under ``modes``.
+def _graph(bound: _Bound, modes: Any, price: Callable[[Any], Tally]) -> Tally:
+    """``price`` of the TorchScript graph of ``bound``'s call, traced under ``modes`` on a thread of
+    its own (see :func:`shallow`).
 
-    Unlike ``_get_trace_graph``: no Python lookup of a variable name for every value (a walk over the
-    caller's frame locals, a few percent of a trace) and no Module-call frames; graph values keep the
-    tracer's numbered names, and parameters and buffers are inputs of the graph, as there. Where
-    :func:`_close_here` can close the trace, the graph is priced before the traced function returns and
-    emptied; the tracer then closes a graph that returns its first input (its passes cost nothing).
+    As ``torch.jit._get_trace_graph(bound, bound.tensors)``, less its Python lookup of a variable name
+    for every value (a walk over the caller's frame locals, a few percent of a trace) and its
+    Module-call frames: graph values keep the tracer's numbered names, and parameters and buffers are
+    inputs of the graph, as there. The traced function is the model call's only frame below the
+    thread's own (the tracer records every frame for every node). Where :func:`_close_here` can close
+    the trace, the graph is priced before the traced function returns, and emptied: the tracer then
+    closes a graph that returns its first input, and its passes cost nothing.
     """
-    flat, layout = torch._C._jit_flatten(bound.tensors)
-    state = list(torch.jit._trace._unique_state_dict(bound, keep_vars=True).values())
-    forward, size = bound.forward, len(flat)
+    inputs = list(bound.tensors) + list(torch.jit._trace._unique_state_dict(bound, keep_vars=True).values())
+    size = len(bound.tensors)
     priced: list[Tally] = []
 
-    def run(*inputs: torch.Tensor) -> Any:
-        out_vars, _ = torch._C._jit_flatten(forward(*torch._C._jit_unflatten(list(inputs[:size]), layout)))
+    def run(*traced: torch.Tensor) -> Any:
+        with modes:
+            args, kwargs = bound.arguments(traced[:size])
+            out = bound.results(bound.call(*args, **kwargs))
         tracing = torch._C._get_tracing_state()
         graph = tracing.graph()
-        if inputs and _close_here(graph, out_vars):
+        if traced and _close_here(graph, out):
             # Rules run as after a trace: nothing they do is recorded, and no dispatch mode sees it.
             torch._C._set_tracing_state(None)
             try:
@@ -270,11 +278,10 @@ def _graph(bound: nn.Module, modes: Any, price: Callable[[Any], Tally]) -> Tally
                 _empty(graph)
             finally:
                 torch._C._set_tracing_state(tracing)
-            return inputs[0]  # traced as the graph's first input, which emptying keeps
-        return out_vars[0] if len(out_vars) == 1 else tuple(out_vars)
+            return traced[0]  # traced as the graph's first input, which emptying keeps
+        return out[0] if len(out) == 1 else tuple(out)
 
-    with modes:
-        graph, _ = torch._C._create_graph_by_tracing(run, flat + state, _no_name, True, False)
+    graph, _ = shallow(torch._C._create_graph_by_tracing, run, inputs, _no_name, True, False)
     return priced[0] if priced else price(graph)
 
 
@@ -383,7 +390,7 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
             modes: Any = fastmeta.FastMeta(budget)
         else:
             modes = _stacked(fastmeta.meta_mode() if meta else MetaTraceFix(), guard)
-        tally = shallow(_graph, bound, modes, lambda graph: _price(graph, names))
+        tally = _graph(bound, modes, lambda graph: _price(graph, names))
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
