@@ -95,7 +95,7 @@ class CallsScriptedCode(nn.Module):
         self.lin = nn.Linear(8, 16, bias=False)
         self.w = nn.Parameter(torch.zeros(16, 4))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated
+            warnings.simplefilter("ignore")  # torch.jit.script is deprecated (a DeprecationWarning, in 2.14 a FutureWarning)
             self.product = torch.jit.script(_product)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
