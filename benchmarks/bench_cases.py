@@ -175,7 +175,7 @@ def run_child(method: str, case: str, repeat: int) -> None:
     pairs = sorted(c / b for c, b in zip(counts[1:], bares))
     print(json.dumps({"import_s": t1 - t0, "build_s": t2 - t1, "first_s": first, "count_s": min(counts),
                       "bare_s": min(bares) if bares else None, "pairs": pairs, "macs": macs, "rss_mb": _peak_rss_mb(),
-                      "dynamo": "torch._dynamo" in sys.modules, "start_ts": T_START, "end_ts": time.time()}),
+                      "dynamo": "torch._dynamo" in sys.modules, "sympy": "sympy" in sys.modules, "start_ts": T_START, "end_ts": time.time()}),
           flush=True)
 
 
@@ -240,12 +240,13 @@ def report(results: dict[str, dict[str, Any]]) -> None:
     if real and plain:
         print(f"\nd16 real weights, first call in a fresh process: this engine {real['first_s']:.2f} s, "
               f"torchprofile.profile_macs (d16-forward row) {plain['count_s']:.2f} s: {plain['count_s'] / real['first_s']:.1f}x "
-              f"(torch._dynamo imported: {real['dynamo']})")
+              f"(torch._dynamo imported: {real['dynamo']}, sympy imported: {real['sympy']})")
     d30 = results.get("d30-process", {}).get("engine")
     if d30:
         print(f"\nd30 whole process (meta): wall {d30['wall_s']:.2f} s = start {d30['startup_s']:.2f} + import "
               f"{d30['import_s']:.2f} + build {d30['build_s']:.2f} + count {d30['first_s']:.2f} + exit "
-              f"{d30['exit_s']:.2f}; peak RSS {d30['rss_mb']:.0f} MB; torch._dynamo imported: {d30['dynamo']}")
+              f"{d30['exit_s']:.2f}; peak RSS {d30['rss_mb']:.0f} MB; torch._dynamo imported: {d30['dynamo']}, sympy "
+              f"imported: {d30['sympy']}")
 
 
 def main() -> None:

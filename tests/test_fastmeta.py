@@ -359,23 +359,65 @@ def test_in_place_fills_return_self(dtype: torch.dtype) -> None:
     assert fastmeta.SHAPES[aten.uniform_.default](meta(2, dtype=torch.float32), -1.0, 1.0) is not None
 
 
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_factories(default: torch.dtype) -> None:
+    """Tensors made from sizes on meta: size, dtype (given or torch's default), contiguous strides;
+    torch's own kernel where an argument is off (negative sizes, a step away from the end, ...)."""
+    check, on_meta = Checks(), {"device": torch.device("meta"), "pin_memory": False}
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        for size in ([3, 4], [0, 2], [], [5], [2, -1]):
+            for dtype in (None, torch.float16, torch.bfloat16, torch.int64):
+                extra = {} if dtype is None else {"dtype": dtype}
+                check(aten.randn.default, size, **on_meta, **extra)
+                check(aten.randn.generator, size, generator=None, **on_meta, **extra)
+                check(aten.randint.default, 7, size, **on_meta, **extra)
+                check(aten.randint.low, -2, 3, size, **on_meta, **extra)
+        check(aten.randint.low, 3, 3, [2], **on_meta)  # an empty range: torch refuses
+        ranges = [(10,), (0,), (1, 10, 2), (10, 1, -3), (1, 10, -1), (0.5, 3), (0, 1, 0.1), (0, 1, 0.3),
+                  (-1.5, 2.25, 0.25), (2, 2), (5, 1), (0, 10, 0), (1e-3, 1.0, 1e-3), (3, 0.5, -0.5)]
+        for args in ranges:
+            op = {1: aten.arange.default, 2: aten.arange.start, 3: aten.arange.start_step}[len(args)]
+            for dtype in (None, torch.float32, torch.float64, torch.int64, torch.bfloat16):
+                check(op, *args, **on_meta, **({} if dtype is None else {"dtype": dtype}))
+        for start, end, steps in [(0, 1, 5), (0.0, 10.0, 0), (-2, 2.5, 17), (1, 0, 3), (0, 1, -1)]:
+            for dtype in (None, torch.float16, torch.float64):
+                check(aten.linspace.default, start, end, steps, **on_meta, **({} if dtype is None else {"dtype": dtype}))
+        for args in [(3,), (0,), (2, 5), (4, 0), (-1,)]:
+            op = aten.eye.default if len(args) == 1 else aten.eye.m
+            for dtype in (None, torch.bool, torch.int64, torch.bfloat16):
+                check(op, *args, **on_meta, **({} if dtype is None else {"dtype": dtype}))
+        # not on meta, or not a plain strided tensor: torch's kernel
+        assert fastmeta.SHAPES[aten.randn.default]([2], device=torch.device("cpu"), pin_memory=False) is None
+        assert fastmeta.SHAPES[aten.arange.default](4, layout=torch.sparse_coo, **on_meta) is None
+        assert fastmeta.SHAPES[aten.arange.default](4, device=torch.device("meta"), pin_memory=True) is None
+    finally:
+        torch.set_default_dtype(before)
+    assert not check.errors, "\n".join(check.errors[:20])
+    wanted = {aten.randn.default, aten.randn.generator, aten.randint.default, aten.randint.low, aten.arange.default,
+              aten.arange.start, aten.arange.start_step, aten.linspace.default, aten.eye.default, aten.eye.m}
+    assert wanted <= set(check.answered), wanted - set(check.answered)
+
+
 def _fresh_process(code: str) -> str:
     """What ``code`` prints, run in a new Python process from the repository root."""
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_building_on_meta_runs_no_python_meta_kernel() -> None:
-    """fast_meta() around a meta build: the VAR example builds d30 without importing torch._dynamo."""
+    """fast_meta() around a meta build: the VAR example builds d30 (its position embeddings drawn with
+    torch.randn) and counts it without importing torch._dynamo or sympy."""
     code = (
         "import sys; sys.path.insert(0, 'examples/var'); import torch\n"
         "from model import build_released, build_vqvae, dummy_inputs\n"
         "from pytest_flopbudget.counting import count\n"
         "model = build_released('d30'); build_vqvae()\n"
-        "assert 'torch._dynamo' not in sys.modules\n"
+        "assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules\n"
         "labels, tokens, _ = dummy_inputs(256); assert count(model, (labels, tokens)).macs == 961956725760\n"
-        "print('torch._dynamo' in sys.modules)\n"
+        "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n"
     )
-    assert _fresh_process(code) == "False"
+    assert _fresh_process(code) == "False False"
 
 
 def test_every_shape_function_is_checked_here() -> None:
