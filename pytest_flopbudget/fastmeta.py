@@ -6,7 +6,8 @@ operator, and the first one imports ``torch._dynamo`` (about 1 s). A count only 
 each output's shape, strides and dtype. :class:`FastMeta` is a dispatch mode that makes
 the outputs of the operators that dominate transformer and convolution traces (elementwise
 arithmetic with broadcasting and type promotion, matrix products, norms, softmax,
-reductions, concatenation, convolutions, resizing) directly with
+reductions, concatenation, convolutions, resizing, and the factories ``randn``, ``randint``,
+``arange``, ``linspace`` and ``eye``) directly with
 ``torch.empty_strided(..., device="meta")`` from a shape function here, and hands every
 other operator, and every case a shape function does not cover exactly (unusual strides,
 mixed dtypes, integer arithmetic, non-meta tensors, ``out=``), to torch's own kernel.
