@@ -838,9 +838,9 @@ def _zero(self: Any) -> Optional[torch.Tensor]:
 _META = torch.device("meta")
 
 
-def _factory(dtype: Any, layout: Any, device: Any, pin_memory: Any) -> bool:
+def _factory(layout: Any, device: Any, pin_memory: Any) -> bool:
     """A plain strided tensor on meta is asked for."""
-    return device == _META and layout in (None, torch.strided) and not pin_memory and (dtype is None or isinstance(dtype, torch.dtype))
+    return device == _META and layout in (None, torch.strided) and not pin_memory
 
 
 def _sizes(size: Any) -> Optional[list[int]]:
@@ -857,7 +857,7 @@ def _made(size: Any, dtype: torch.dtype) -> Optional[torch.Tensor]:
 def _randn(size: Any, *, generator: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
            pin_memory: Any = None) -> Optional[torch.Tensor]:
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    if not _factory(dtype, layout, device, pin_memory) or dtype not in _FLOATS:
+    if not _factory(layout, device, pin_memory) or dtype not in _FLOATS:
         return None
     return _made(size, dtype)
 
@@ -867,7 +867,7 @@ def _randint(*args: Any, generator: Any = None, dtype: Any = None, layout: Any =
              pin_memory: Any = None) -> Optional[torch.Tensor]:
     low, high, size = (0, *args) if len(args) == 2 else args
     dtype = torch.int64 if dtype is None else dtype
-    if not _factory(dtype, layout, device, pin_memory) or dtype not in (torch.int64, torch.int32):
+    if not _factory(layout, device, pin_memory) or dtype not in (torch.int64, torch.int32):
         return None
     if type(low) is not int or type(high) is not int or low >= high:
         return None
@@ -886,7 +886,7 @@ def _arange(*args: Any, dtype: Any = None, layout: Any = None, device: Any = Non
     integers = all(type(x) is int for x in (start, end, step))
     if dtype is None:
         dtype = torch.int64 if integers else torch.get_default_dtype()
-    if not _factory(dtype, layout, device, pin_memory) or not (dtype in _FLOATS or (integers and dtype == torch.int64)):
+    if not _factory(layout, device, pin_memory) or not (dtype in _FLOATS or (integers and dtype == torch.int64)):
         return None
     if (end - start) * step < 0:
         return None  # torch refuses a step that points away from the end
@@ -898,7 +898,7 @@ def _arange(*args: Any, dtype: Any = None, layout: Any = None, device: Any = Non
 def _linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, layout: Any = None, device: Any = None,
               pin_memory: Any = None) -> Optional[torch.Tensor]:
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    if not _factory(dtype, layout, device, pin_memory) or dtype not in _FLOATS:
+    if not _factory(layout, device, pin_memory) or dtype not in _FLOATS:
         return None
     if not (_number(start) and _number(end)) or type(steps) is not int or steps < 0:
         return None
@@ -909,6 +909,6 @@ def _linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, layout: An
 def _eye(n: int, *rest: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Optional[torch.Tensor]:
     m = rest[0] if rest else n
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    if not _factory(dtype, layout, device, pin_memory) or dtype not in _COMPARABLE:
+    if not _factory(layout, device, pin_memory) or dtype not in _COMPARABLE:
         return None
     return _made([n, m], dtype)

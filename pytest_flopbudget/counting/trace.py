@@ -210,7 +210,7 @@ def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
 
     The tracer ends a trace by registering the outputs as one tuple and running its closing passes:
     scope-block and fork fix-ups, inlining, tuple lowering, dead-code elimination (with alias analysis)
-    and a lint, each a walk over the whole graph (a third of a generation's trace). On a flat graph
+    and a lint, each a walk over the whole graph. On a flat graph
     without calls or tuples, every pass but dead-code elimination changes nothing, so this registers
     the same tuple and runs that same pass (``EliminateDeadCode`` on the graph), and the priced graph
     is the one the tracer would return. Returns ``False`` (the graph untouched) where a pass would do
@@ -362,7 +362,10 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
             state.push_scope(f"m{i}")
             graph = state.graph()
             block_node = graph.insertPoint().owningBlock().owningNode()
-            graph.setInsertPoint(block_node)
+            if block_node is not None and block_node.kind() == "prim::TracedModuleForward":
+                graph.setInsertPoint(block_node)
+            else:  # no block was opened: nothing to keep flat
+                block_node = None
             opened.append(block_node)
         if budget is not None:
             budget.enter()
@@ -375,8 +378,10 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
         state = torch._C._get_tracing_state()
         if state is not None and opened:
             block_node = opened.pop()
-            graph = state.graph()
-            graph.setInsertPoint(next(block_node.blocks()))  # where pop_scope expects to be
+            if block_node is None:
+                state.pop_scope()
+                return
+            state.graph().setInsertPoint(next(block_node.blocks()))  # where pop_scope expects to be
             state.pop_scope()  # insertion continues after the block node, as the tracer would
             block_node.destroy()
 
