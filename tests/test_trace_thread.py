@@ -9,6 +9,7 @@ thread holds torch state a new thread would not share (modes, autocast, inferenc
 from __future__ import annotations
 
 import contextvars
+import importlib
 import threading
 
 import pytest
@@ -17,6 +18,8 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from pytest_flopbudget.counting import count
+
+trace_module = importlib.import_module("pytest_flopbudget.counting.trace")
 
 SCALE: contextvars.ContextVar[int] = contextvars.ContextVar("SCALE", default=1)
 THREADS: list[int] = []  # not on the model: a count puts the model's attributes back as they were
@@ -112,3 +115,44 @@ def test_thread_start_hooks_see_the_model_run() -> None:
         threading.settrace(None)
     assert len(THREADS) == 1 and THREADS[0] != threading.get_ident()
     assert "Recorder.forward" in seen
+
+
+GATE = threading.Event()
+FINISHED: list[bool] = []  # whether the weight was on meta when the forward finished
+
+
+class Gated(nn.Module):
+    """Its forward waits for ``GATE`` (at most 5 s), then records that it finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        GATE.wait(5)
+        FINISHED.append(self.lin.weight.is_meta)
+        return self.lin(x)
+
+
+def test_an_interrupted_wait_lets_the_trace_finish_before_the_model_is_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the caller waits: the trace cannot be stopped, so the caller waits for it, and only
+    then raises (and the count puts the weights back): nothing runs on the model after that."""
+    model = Gated()
+    weight = model.lin.weight
+    GATE.clear()
+    FINISHED.clear()
+    real_join = trace_module._TraceThread.join
+    joins: list[int] = []
+
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        joins.append(1)
+        if len(joins) == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while waiting
+        GATE.set()
+        real_join(self, timeout)
+
+    monkeypatch.setattr(trace_module._TraceThread, "join", join)
+    with pytest.raises(KeyboardInterrupt):
+        count(model, (torch.zeros(2, 8),))
+    assert FINISHED == [True]  # the traced forward ran on the meta weights and finished first
+    assert model.lin.weight is weight and not weight.is_meta

@@ -325,14 +325,22 @@ def shallow(fn: Callable[..., Any], *args: Any) -> Any:
     (file, line, function): under pytest the caller's stack is 60-90 frames deep, and walking it for
     each of a generation's 20,000 nodes was most of the trace. The thread gets the caller's grad mode
     and context variables (and is a ``threading`` thread, so that tools hooking thread starts, such
-    as coverage, see it); errors are raised here. Where the caller's thread has state a new thread
-    would not share (see :func:`_thread_may_run`), ``fn`` runs here.
+    as coverage, see it); errors are raised here. An interrupt of the wait (Ctrl-C) is raised once
+    the thread has finished, so nothing runs on the model after the count has put it back. Where the
+    caller's thread has state a new thread would not share (see :func:`_thread_may_run`), ``fn`` runs
+    here.
     """
     if not _thread_may_run():
         return fn(*args)
     thread = _TraceThread(fn, args)
     thread.start()
-    thread.join()
+    try:
+        thread.join()
+    except BaseException:
+        # Interrupted (Ctrl-C): the trace cannot be stopped, so wait for it before the count puts the
+        # model back (a second interrupt stops the wait too).
+        thread.join()
+        raise
     error, thread.error = thread.error, None
     if error is not None:
         try:
