@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from crosscheck_models import Layers, var_models
 from pytest_flopbudget import rules
@@ -29,9 +30,42 @@ from pytest_flopbudget.counting import count
 trace_module = importlib.import_module("pytest_flopbudget.counting.trace")
 
 
+class _Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class Mutating(nn.Module):
+    """What a dead-code elimination must keep or drop alike: an in-place buffer update, a submodule
+    whose result is dropped, checkpointing, a custom autograd function (one Python node), an in-place
+    write into a view, dead in-place work on a fresh tensor, and a dict with a list as output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.unused = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 4)
+        self.norm = nn.BatchNorm1d(8)
+        self.register_buffer("steps", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        self.steps.add_(1)
+        self.unused(x)
+        h = _Square.apply(self.norm(checkpoint(self.a, x, use_reentrant=False)))
+        y = self.b(h)
+        y[:, 0] += 1
+        torch.ones(3).mul_(2)
+        return {"out": y, "aux": [h.sum()]}
+
+
 def _cases() -> list[Any]:
     layers = Layers().eval()
     cases = [pytest.param(layers, (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long)), id="layers")]
+    cases += [pytest.param(Mutating().train(), (torch.zeros(4, 8),), id="mutating-train"),
+              pytest.param(Mutating().eval(), (torch.zeros(4, 8),), id="mutating-eval")]
     return cases + [pytest.param(model, args, id=f"var-{name}") for name, model, args in var_models()]
 
 
@@ -60,6 +94,17 @@ def test_closing_in_the_trace_counts_as_the_tracers_closing(
     tracer = count(model, args, mode=mode)
     assert (here.macs, here.by_operator, here.by_module, here.unpriced, here.notes) == (
         tracer.macs, tracer.by_operator, tracer.by_module, tracer.unpriced, tracer.notes)
+
+
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_what_the_closing_keeps_is_counted_by_hand(mode: str, closings: list[bool]) -> None:
+    """The three linears (the dropped one too) and the affine batch norm (numel); the custom autograd
+    function is one Python node, listed as unpriced; the dead in-place multiply costs nothing."""
+    result = count(Mutating().train(), (torch.zeros(4, 8),), mode=mode)
+    assert closings == [True]
+    assert result.macs == 4 * 8 * 8 + 4 * 8 * 8 + 4 * 8 * 4 + 4 * 8
+    assert result.unpriced == {"prim::pythonop": 1}
+    assert result.by_module == {"a": 256, "b": 256, "unused": 128, "norm": 32}
 
 
 def _aten_nodes(graph: Any) -> Counter:
