@@ -8,8 +8,8 @@ offset, or the shape function returns ``None`` (torch's kernel then runs). Where
 raises, the shape function must step aside too.
 
 Counts: the fast path and torch's plain meta kernels give the same FlopResult on the layer
-models below and on a small VAR (transformer forward, forward on images, generation), with
-both captures. The whole VAR example suite is compared with the plain path's counts by
+model and the small VAR (transformer forward, forward on images, generation) of
+``tests/crosscheck_models.py``, with both captures. The whole VAR example suite is compared with the plain path's counts by
 ``tests/test_var_example.py`` (its committed baseline was recorded before the fast path
 existed, and the suite must match it exactly).
 """
