@@ -1,4 +1,5 @@
-"""What both captures fill in: the running tally, and which module is running (forward hooks)."""
+"""What both captures fill in: the running tally, and which module is running (forward hooks; the
+trace follows module calls more cheaply, see calls.py)."""
 
 from __future__ import annotations
 
@@ -49,21 +50,22 @@ def _post_hook(leave: Callable[[Any], None]) -> Callable[..., None]:
     return hook
 
 
+def submodules(module: Optional[nn.Module]) -> list[tuple[str, nn.Module]]:
+    """The named submodules in ``named_modules`` order, the model itself left out, a shared one once:
+    the i-th is the one ``enter(i)`` names."""
+    return [] if module is None else [(name, sub) for name, sub in module.named_modules() if name]
+
+
 @contextmanager
 def module_hooks(module: Optional[nn.Module], enter: Callable[[int], None], leave: Callable[[Any], None]) -> Iterator[list[str]]:
     """Call ``enter(i)``/``leave(output)`` around the forward of the i-th named submodule; yields the names."""
-    names: list[str] = []
+    named = submodules(module)
     handles = []
     try:
-        if module is not None:
-            for name, sub in module.named_modules():
-                if not name:
-                    continue
-                index = len(names)
-                names.append(name)
-                handles.append(sub.register_forward_pre_hook(_pre_hook(enter, index)))
-                handles.append(sub.register_forward_hook(_post_hook(leave), always_call=True))
-        yield names
+        for index, (_, sub) in enumerate(named):
+            handles.append(sub.register_forward_pre_hook(_pre_hook(enter, index)))
+            handles.append(sub.register_forward_hook(_post_hook(leave), always_call=True))
+        yield [name for name, _ in named]
     finally:
         for handle in handles:
             handle.remove()

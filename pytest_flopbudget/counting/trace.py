@@ -18,7 +18,8 @@ from torchprofile.ir import Node, Variable
 
 from .. import fastmeta, rules
 from ..metadevice import MetaTraceFix
-from .tally import Tally, module_hooks
+from .calls import module_calls
+from .tally import Tally, submodules
 
 
 class TraceTooLong(RuntimeError):
@@ -393,7 +394,9 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
             state.pop_scope()  # insertion continues after the block node, as the tracer would
             block_node.destroy()
 
-    with module_hooks(module, enter, leave) as names, _no_tracer_warnings():
+    named = submodules(module)
+    names, index = [name for name, _ in named], {id(sub): i for i, (_, sub) in enumerate(named)}
+    with _no_tracer_warnings():
         # The tracer records a convolution only where it reaches aten::_convolution with tracing on: not on
         # meta, and not once a dispatch mode (the operator budget) has taken the call below the tracer; a
         # convolution missing from the trace would be a silent zero. The fix re-issues it so it is recorded.
@@ -403,7 +406,8 @@ def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwar
             modes: Any = fastmeta.FastMeta(budget)
         else:
             modes = _stacked(fastmeta.meta_mode() if meta else MetaTraceFix(), guard)
-        tally = _graph(bound, modes, lambda graph: _price(graph, names))
+        # Module calls are followed where the model runs (the trace's thread), see calls.py.
+        tally = _graph(bound, _stacked(module_calls(module, index, enter, leave), modes), lambda graph: _price(graph, names))
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
