@@ -8,6 +8,7 @@ price with :mod:`pytest_flopbudget.rules`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -104,9 +105,13 @@ def _state(module: nn.Module) -> Iterator[torch.Tensor]:
     yield from module.buffers()
 
 
+# The tracer's error for an output no traced operator made prints the tensor inside it, over many lines.
+_UNTRACED_OUTPUT = re.compile(r"output (\d+) \(.*\) of traced region", re.DOTALL)
+
+
 def _first_line(exc: BaseException) -> str:
     """``Type: first line`` of an error, never a tensor's printout, at most 200 characters."""
-    text = str(exc).strip().splitlines()
+    text = _UNTRACED_OUTPUT.sub(r"output \1 of traced region", str(exc)).strip().splitlines()
     line = text[0] if text else ""
     if "tensor(" in line or "Parameter containing" in line:
         line = line.split("tensor(")[0].split("Parameter containing")[0].rstrip(" :,(") + " ..."
