@@ -46,6 +46,8 @@ def snapshot(model: nn.Module) -> dict:
         "keys": set(model.__dict__),
         "grads": {n: (None if p.grad is None else (id(p.grad), p.grad.clone())) for n, p in model.named_parameters()},
         "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "hooks": [(list(m._forward_pre_hooks), list(m._forward_hooks)) for m in model.modules()],
+        "call": nn.Module.__call__,  # the trace replaces it while it runs (counting/calls.py)
     }
 
 
@@ -59,6 +61,7 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
     assert after["training"] == before["training"]
     assert after["keys"] == before["keys"]
     assert after["requires_grad"] == before["requires_grad"]
+    assert after["hooks"] == before["hooks"] and after["call"] is before["call"]
     for name, grad in before["grads"].items():
         now = after["grads"][name]
         assert (now is None) == (grad is None), name
@@ -176,4 +179,34 @@ def test_a_training_step_leaves_the_model_alike() -> None:
     before = snapshot(model)
     result = measure_train_step(model, torch.randn(5, 4), optimizer=torch.optim.AdamW(model.parameters()))
     assert result.phases["backward"] > 0 and result.phases["optimizer"] > 0
+    assert_unchanged(model, before)
+
+
+def _foreign_call(self: nn.Module, *args, **kwargs):  # another tool's nn.Module.__call__
+    return TORCH_CALL(self, *args, **kwargs)
+
+
+TORCH_CALL = nn.Module._wrapped_call_impl
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("closing", ["here", "tracer"])
+@pytest.mark.parametrize("calls", ["lean", "forward hooks"])
+def test_every_path_of_the_trace_leaves_the_model_alike(mode: str, closing: str, calls: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trace's graph closed in the trace or by the tracer, and module calls followed by the lean
+    ``nn.Module.__call__`` or (another tool having replaced it) by forward hooks; a user's own hook on
+    a submodule stays, and nothing of the count's is left on the model or on nn.Module."""
+    import importlib
+
+    trace_module = importlib.import_module("pytest_flopbudget.counting.trace")
+    if closing == "tracer":
+        monkeypatch.setattr(trace_module, "_close_here", lambda graph, outputs: False)
+    if calls == "forward hooks":
+        monkeypatch.setattr(nn.Module, "__call__", _foreign_call)
+    model = CachingDetector(data_dependent=mode != "meta").train()
+    model.head.weight.grad = torch.full_like(model.head.weight, 0.5)
+    model.head.register_forward_hook(lambda module, args, out: None)
+    before = snapshot(model)
+    result = count(model, (torch.randn(5, 4),), {}, mode=mode)
+    assert result.by_module["head"] == 5 * 4 * 4
     assert_unchanged(model, before)
