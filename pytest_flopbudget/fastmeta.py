@@ -843,14 +843,11 @@ def _factory(layout: Any, device: Any, pin_memory: Any) -> bool:
     return device == _META and layout in (None, torch.strided) and not pin_memory
 
 
-def _sizes(size: Any) -> Optional[list[int]]:
-    sizes = list(size)
-    return sizes if all(type(s) is int and s >= 0 for s in sizes) else None
-
-
 def _made(size: Any, dtype: torch.dtype) -> Optional[torch.Tensor]:
-    sizes = _sizes(size)
-    return None if sizes is None else _contiguous(sizes, dtype)
+    """A contiguous meta tensor of ``size``, or ``None`` (torch's kernel) for a size that is not plain
+    non-negative integers."""
+    sizes = list(size)
+    return _contiguous(sizes, dtype) if all(type(s) is int and s >= 0 for s in sizes) else None
 
 
 @shape_fn(aten.randn.default, aten.randn.generator)

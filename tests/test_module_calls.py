@@ -17,16 +17,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from crosscheck_models import Layers, var_models
+from crosscheck_models import Layers, foreign_call, var_models
 from pytest_flopbudget.counting import count
 
 calls = importlib.import_module("pytest_flopbudget.counting.calls")
 TORCH_CALL = nn.Module._wrapped_call_impl
-
-
-def _foreign_call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """Another tool's replacement of ``nn.Module.__call__``, passing every call on."""
-    return TORCH_CALL(self, *args, **kwargs)
 
 
 def _cases() -> list[Any]:
@@ -39,9 +34,9 @@ def _cases() -> list[Any]:
 def test_counts_and_modules_as_with_forward_hooks(model: nn.Module, args: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     lean = count(model, args)
     assert nn.Module.__call__ is TORCH_CALL
-    monkeypatch.setattr(nn.Module, "__call__", _foreign_call)  # then the trace follows modules by forward hooks
+    monkeypatch.setattr(nn.Module, "__call__", foreign_call)  # then the trace follows modules by forward hooks
     hooked = count(model, args)
-    assert nn.Module.__call__ is _foreign_call  # the other tool's function is left in place
+    assert nn.Module.__call__ is foreign_call  # the other tool's function is left in place
     assert lean.capture == hooked.capture == "trace" and lean.macs > 0
     assert (lean.macs, lean.by_module, lean.by_operator, lean.unpriced) == (
         hooked.macs, hooked.by_module, hooked.by_operator, hooked.unpriced)

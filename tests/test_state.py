@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 import torch.nn as nn
 
+from crosscheck_models import foreign_call
 from pytest_flopbudget.counting import COUNTERS, count
 from pytest_flopbudget.counting.state import guard
 
@@ -182,13 +185,6 @@ def test_a_training_step_leaves_the_model_alike() -> None:
     assert_unchanged(model, before)
 
 
-def _foreign_call(self: nn.Module, *args, **kwargs):  # another tool's nn.Module.__call__
-    return TORCH_CALL(self, *args, **kwargs)
-
-
-TORCH_CALL = nn.Module._wrapped_call_impl
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("closing", ["here", "tracer"])
 @pytest.mark.parametrize("calls", ["lean", "forward hooks"])
@@ -196,13 +192,11 @@ def test_every_path_of_the_trace_leaves_the_model_alike(mode: str, closing: str,
     """The trace's graph closed in the trace or by the tracer, and module calls followed by the lean
     ``nn.Module.__call__`` or (another tool having replaced it) by forward hooks; a user's own hook on
     a submodule stays, and nothing of the count's is left on the model or on nn.Module."""
-    import importlib
-
     trace_module = importlib.import_module("pytest_flopbudget.counting.trace")
     if closing == "tracer":
         monkeypatch.setattr(trace_module, "_close_here", lambda graph, outputs: False)
     if calls == "forward hooks":
-        monkeypatch.setattr(nn.Module, "__call__", _foreign_call)
+        monkeypatch.setattr(nn.Module, "__call__", foreign_call)
     model = CachingDetector(data_dependent=mode != "meta").train()
     model.head.weight.grad = torch.full_like(model.head.weight, 0.5)
     model.head.register_forward_hook(lambda module, args, out: None)
