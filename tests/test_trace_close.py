@@ -196,7 +196,7 @@ class Spectrum(nn.Module):
         return torch.fft.rfft(x, dim=-1).abs()
 
 
-def test_rules_run_untraced_and_outside_any_mode_as_after_a_trace(closings: list[bool]) -> None:
+def test_rules_run_untraced_and_outside_the_counts_modes_as_after_a_trace(closings: list[bool]) -> None:
     """A user's rule may compute with tensors: nothing it runs is added to the graph being priced."""
     seen: list[Any] = []
 

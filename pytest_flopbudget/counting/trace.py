@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 import torch.utils._pytree as pytree
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
 from .. import fastmeta, rules
@@ -211,10 +211,9 @@ def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
 
     The tracer ends a trace by registering the outputs as one tuple and running its closing passes:
     scope-block and fork fix-ups, inlining, tuple lowering, dead-code elimination (with alias analysis)
-    and a lint, each a walk over the whole graph. On a flat graph
-    without calls or tuples, every pass but dead-code elimination changes nothing, so this registers
-    the same tuple and runs that same pass (``EliminateDeadCode`` on the graph), and the priced graph
-    is the one the tracer would return. Returns ``False`` (the graph untouched) where a pass would do
+    and a lint, each a walk over the whole graph. On a flat graph without calls or tuples, every pass
+    but dead-code elimination changes nothing, so this registers the same tuple and runs that same
+    pass (``EliminateDeadCode`` on the graph), and the priced graph is the one the tracer would return. Returns ``False`` (the graph untouched) where a pass would do
     more; raises the tracer's own error for an output that no traced operation made.
     """
     if any(graph.findNode(kind) is not None for kind in _RESTRUCTURED):
@@ -271,11 +270,10 @@ def _graph(bound: _Bound, modes: Any, price: Callable[[Any], Tally]) -> Tally:
         tracing = torch._C._get_tracing_state()
         graph = tracing.graph()
         if traced and _close_here(graph, out):
-            # Rules run as after a trace: nothing they do is recorded, and no dispatch mode sees it.
+            # Rules run as after a trace (``modes`` are left already): nothing they do is recorded.
             torch._C._set_tracing_state(None)
             try:
-                with _disable_current_modes():
-                    priced.append(price(graph))
+                priced.append(price(graph))
                 _empty(graph)
             finally:
                 torch._C._set_tracing_state(tracing)
