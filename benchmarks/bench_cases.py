@@ -110,7 +110,7 @@ def _peak_rss_mb() -> float:
 
 
 def _engine(model: Any, args: tuple, counter: str = "torchprofile") -> int:
-    from pytest_flopbudget.counting import count
+    from pytest_flopbudget.engine.count import count
 
     return count(model, args, counter=counter).macs
 
@@ -155,7 +155,7 @@ def run_child(method: str, case: str, repeat: int) -> None:
     t0 = time.perf_counter()
     import torch  # noqa: F401
 
-    import pytest_flopbudget.counting  # noqa: F401
+    import pytest_flopbudget.engine.count  # noqa: F401
 
     t1 = time.perf_counter()
     real = method in ("torchprofile", "flop_counter") or case == "d16-real"

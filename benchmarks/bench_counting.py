@@ -53,7 +53,7 @@ def _build(depth: int, device: str) -> tuple[Any, tuple[Any, Any]]:
 
 
 def _engine(model: Any, inputs: tuple[Any, Any]) -> int:
-    from pytest_flopbudget.counting import count
+    from pytest_flopbudget.engine.count import count
 
     return count(model, inputs).macs
 
@@ -89,7 +89,7 @@ def run_child(method: str, depth: int) -> None:
     t0 = time.perf_counter()
     import torch  # noqa: F401  (timed: part of the whole process)
 
-    import pytest_flopbudget.counting  # noqa: F401
+    import pytest_flopbudget.engine.count  # noqa: F401
 
     t1 = time.perf_counter()
     model, inputs = _build(depth, "meta" if method == "meta" else "cpu")

@@ -40,7 +40,12 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from transformers import MambaConfig, MambaForCausalLM
 
-    from pytest_flopbudget.counting import TRACE_CALL_LIMIT, TRACE_OP_LIMIT, count, warm_up
+    from pytest_flopbudget.engine.count import (
+        TRACE_CALL_LIMIT,
+        TRACE_OP_LIMIT,
+        count,
+        warm_up,
+    )
 
     warm_up()
     config = MambaConfig(vocab_size=50280, hidden_size=opts.hidden, num_hidden_layers=opts.layers, state_size=16, use_mambapy=False)

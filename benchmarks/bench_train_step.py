@@ -26,10 +26,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def child(depth: int) -> dict:
     sys.path.insert(0, os.path.join(ROOT, "examples", "var"))
-    from model import VARTrainStep, build_released, build_vqvae, dummy_inputs, var_optimizer
+    from model import (
+        VARTrainStep,
+        build_released,
+        build_vqvae,
+        dummy_inputs,
+        var_optimizer,
+    )
 
     from pytest_flopbudget import measure_train_step
-    from pytest_flopbudget.counting import warm_up
+    from pytest_flopbudget.engine.count import warm_up
 
     warm_up()  # torch's lazy imports (dispatch modes, meta kernels) happen before the clock starts
     start = time.perf_counter()

@@ -7,31 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .result import FlopResult, Record
-from .scaling import Scaling, assert_scaling
+from pytest_flopbudget.engine.options import OPTIONS as OPTIONS
+from pytest_flopbudget.engine.options import check_options as check_options
+from pytest_flopbudget.engine.scaling import Scaling, assert_scaling
+from pytest_flopbudget.results.result import FlopResult, Record
 
 __version__ = "0.1.0"
 __all__ = [
     "FlopResult", "Measure", "Record", "Scaling", "assert_scaling", "fast_meta", "measure", "measure_train_step",
     "meta_init", "register_rule", "__version__",
 ]
-
-# The options of a measurement and their choices (validated here, so no torch import is needed to check them).
-OPTIONS = {
-    "counter": ("torchprofile", "flop_counter"),
-    "mode": ("auto", "meta", "real"),
-    "unpriced": ("fail", "warn"),
-}
-
-
-def check_options(options: dict) -> None:
-    """Raise ValueError naming the option and its choices when ``options`` holds an unknown name or value."""
-    for name, value in options.items():
-        if name not in OPTIONS:
-            raise ValueError(f"unknown option {name!r}; the options are {', '.join(OPTIONS)}")
-        if value not in OPTIONS[name]:
-            raise ValueError(f"{name}={value!r} is not one of {', '.join(OPTIONS[name])}")
-
 
 class Measure:
     """``measure(model, *args, **kwargs)``: the cost of one call of a model (or any callable over modules).
@@ -53,7 +38,7 @@ class Measure:
         return Measure(**{**self.options, **options})
 
     def __call__(self, model: Any, *args: Any, **kwargs: Any) -> FlopResult:
-        from .counting import count
+        from pytest_flopbudget.engine.count import count
 
         return count(model, args, kwargs, **self.options)
 
@@ -78,7 +63,7 @@ def measure_train_step(
     "backward" and "optimizer" to MACs. The model's parameters, gradients and
     ``requires_grad`` flags and the optimizer's state are as before afterwards.
     """
-    from .training import count_train_step
+    from pytest_flopbudget.engine.capture.training import count_train_step
 
     return count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer)
 
@@ -86,15 +71,15 @@ def measure_train_step(
 def __getattr__(name: str) -> Any:
     # meta_init, fast_meta and register_rule live in torch-importing modules; load them on first access.
     if name == "meta_init":
-        from .counting import meta_init
+        from pytest_flopbudget.engine.count import meta_init
 
         return meta_init
     if name == "fast_meta":
-        from .fastmeta import building
+        from pytest_flopbudget.engine.fastmeta import building
 
         return building
     if name == "register_rule":
-        from .rules import register_rule
+        from pytest_flopbudget.engine.rules import register_rule
 
         return register_rule
     raise AttributeError(name)

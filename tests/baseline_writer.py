@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_flopbudget import baseline
+from pytest_flopbudget.baseline import store as baseline
 
 META = {"counter": "torchprofile", "torch": "test"}
 

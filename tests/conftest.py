@@ -7,7 +7,7 @@ import pytest
 # pytester's in-process runs drop the modules first imported inside them, and torch (with
 # the internals it loads lazily on its first meta-device call) cannot be imported twice in
 # one process. Import it and run both counters once here, before any inner run.
-from pytest_flopbudget.counting import warm_up
+from pytest_flopbudget.engine.count import warm_up
 
 warm_up()
 

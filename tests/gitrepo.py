@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flopbudget import baseline
+from pytest_flopbudget.baseline import store as baseline
 
 TOKENS, IN = 680, 1024
 G = 500_000_000  # MACs in one GFLOP

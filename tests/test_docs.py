@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flopbudget.settings import OPTIONS
+from pytest_flopbudget.gate.settings import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -54,7 +54,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_hooks_in_readme_are_the_declared_hooks() -> None:
-    from pytest_flopbudget import hookspecs
+    from pytest_flopbudget.gate import hookspecs
 
     declared = {name for name in dir(hookspecs) if name.startswith("pytest_flopbudget_")}
     documented = set(re.findall(r"def (pytest_flopbudget_\w+)\(", README))

@@ -22,7 +22,15 @@ one VAE decode of its latent.
 
 from __future__ import annotations
 
-from dit_model import CFG_CHANNELS, CONFIGS, FREQUENCY_DIM, LATENT_CHANNELS, LATENT_SIDE, PATCH, SAMPLING_STEPS
+from dit_model import (
+    CFG_CHANNELS,
+    CONFIGS,
+    FREQUENCY_DIM,
+    LATENT_CHANNELS,
+    LATENT_SIDE,
+    PATCH,
+    SAMPLING_STEPS,
+)
 from flopmath import Cost, conv, group_norm, resnet
 from sd_vae import BLOCK_OUT_CHANNELS, LAYERS_PER_BLOCK
 

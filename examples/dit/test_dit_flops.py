@@ -15,10 +15,9 @@ steps would give 250 times one step.
 
 from __future__ import annotations
 
+import dit_analytic as analytic
 import pytest
 import torch
-
-import dit_analytic as analytic
 from dit_model import CONFIGS, PAPER_GFLOPS, SamplingStep, build_dit, dummy_inputs
 from flopmath import check_split
 from sd_vae import build_vae_decoder

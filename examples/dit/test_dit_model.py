@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dit_analytic as analytic
 import pytest
 import torch
-
-import dit_analytic as analytic
-from dit_model import CONFIGS, PAPER_GFLOPS, PUBLISHED_PARAMS, SamplingStep, build_dit, respaced_betas
+from dit_model import (
+    CONFIGS,
+    PAPER_GFLOPS,
+    PUBLISHED_PARAMS,
+    SamplingStep,
+    build_dit,
+    respaced_betas,
+)
 from sd_vae import build_vae_decoder
 
 EXACT_PARAMS = {"S/2": 32_963_360, "B/2": 130_512_416, "L/2": 458_102_816, "XL/2": 675_129_632}
@@ -112,7 +118,6 @@ def test_cpu_sampling_step_and_decode(small_dit) -> None:
 
 def test_comparison_table_composes_the_same_number_of_steps() -> None:
     from comparison import SAMPLING_STEPS as TABLE_STEPS
-
     from dit_model import SAMPLING_STEPS
 
     assert TABLE_STEPS == SAMPLING_STEPS == 250

@@ -40,7 +40,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flopmath import Cost, conv, group_norm, resnet
-from model import BASE_CHANNELS, CHANNEL_MULT, NUM_CLASSES, VAE_CHANNELS, VOCAB_SIZE, patch_nums_for
+from model import (
+    BASE_CHANNELS,
+    CHANNEL_MULT,
+    NUM_CLASSES,
+    VAE_CHANNELS,
+    VOCAB_SIZE,
+    patch_nums_for,
+)
 
 QKV_PROJ_MLP = 3 + 1 + 4 + 4  # multiples of C^2 per token in a block
 

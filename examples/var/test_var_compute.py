@@ -8,13 +8,13 @@ sizes. The scaling tests use ``pytest_flopbudget.assert_scaling``.
 
 from __future__ import annotations
 
+import analytic
 import pytest
 import torch
-
-import analytic
 from model import PATCH_NUMS_256, VAR, build_var, dummy_inputs
-from pytest_flopbudget import assert_scaling, measure
 from test_var_flops import check_analytic
+
+from pytest_flopbudget import assert_scaling, measure
 
 # depth -> (resolution, GFLOPs ceiling); measured 1250.29, 2300.06, 3813.86, 7139.63 and 3285.80 (+ about 2%)
 OTHER_RESOLUTION = {16: (512, 1280), 20: (512, 2350), 24: (512, 3900), 30: (512, 7300), 36: (256, 3360)}

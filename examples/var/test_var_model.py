@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from pytest_flopbudget import fast_meta  # meta passes without torch's Python meta kernels (same shapes)
-
 from model import (
     PUBLISHED_PARAMS,
     RELEASED,
@@ -22,6 +19,10 @@ from model import (
     build_vqvae,
     dummy_inputs,
     var_optimizer,
+)
+
+from pytest_flopbudget import (
+    fast_meta,  # meta passes without torch's Python meta kernels (same shapes)
 )
 
 NAMES = list(RELEASED)

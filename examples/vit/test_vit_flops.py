@@ -9,11 +9,11 @@ the counter adds exactly, and the published convention against torchvision's mod
 from __future__ import annotations
 
 import pytest
-
 import vit_analytic as analytic
 from flopmath import check_split
-from pytest_flopbudget import assert_scaling, measure
 from vit_model import CONFIGS, TORCHVISION_GFLOPS, build_vit, dummy_images
+
+from pytest_flopbudget import assert_scaling, measure
 
 BUDGETS = {"B/16": 36, "L/16": 126}  # measured 35.135 and 123.129 GFLOPs
 

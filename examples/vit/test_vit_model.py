@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from vit_model import CONFIGS, TORCHVISION_PARAMS, build_vit, dummy_images
 
 IDS = [name.replace("/", "-") for name in CONFIGS]

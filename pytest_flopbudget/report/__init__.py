@@ -13,12 +13,12 @@ deterministic (no timestamps), so reports diff cleanly between runs.
 
 from __future__ import annotations
 
-from .common import (
+from pytest_flopbudget.report.common import (
     MISSING,
+    UPDATE_COMMAND,
     BaseSummary,
     base_changes,
     base_headline,
-    UPDATE_COMMAND,
     counts_line,
     fmt_delta,
     fmt_gflops,
@@ -29,11 +29,26 @@ from .common import (
     unpriced_line,
     unpriced_totals,
 )
-from .github import annotations, escape_data, escape_property
-from .html import breakdown, html_report
-from .jsonfile import TOP_MODULES, json_report, top_modules
-from .markdown import CHART_LIMIT, MARKER, env_warnings, markdown_report, md_code, md_text, mermaid_chart, short_name
-from .terminal import CONVENTIONS_NOTE, base_lines, hints, shorten_left, terminal_table
+from pytest_flopbudget.report.github import annotations, escape_data, escape_property
+from pytest_flopbudget.report.html import breakdown, html_report
+from pytest_flopbudget.report.jsonfile import TOP_MODULES, json_report, top_modules
+from pytest_flopbudget.report.markdown import (
+    CHART_LIMIT,
+    MARKER,
+    env_warnings,
+    markdown_report,
+    md_code,
+    md_text,
+    mermaid_chart,
+    short_name,
+)
+from pytest_flopbudget.report.terminal import (
+    CONVENTIONS_NOTE,
+    base_lines,
+    hints,
+    shorten_left,
+    terminal_table,
+)
 
 __all__ = [
     "CHART_LIMIT", "CONVENTIONS_NOTE", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "BaseSummary", "annotations",

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..result import GIGA, STATUSES, Record
+from pytest_flopbudget.results.result import GIGA, STATUSES, Record
 
 UPDATE_COMMAND = "pytest --flop-update"
 MISSING = "-"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..result import Record
-from .common import FAILING, fmt_delta, fmt_gflops, sort_records
-
+from pytest_flopbudget.report.common import FAILING, fmt_delta, fmt_gflops, sort_records
+from pytest_flopbudget.results.result import Record
 
 
 def escape_data(text: str) -> str:

@@ -29,9 +29,7 @@ from __future__ import annotations
 from html import escape
 from typing import Iterable
 
-from ..conventions import CATEGORIES, PUBLISHED
-from ..result import FLOPS_PER_MAC, GIGA, STATUSES, Record, module_deltas, pct, rank_modules
-from .common import (
+from pytest_flopbudget.report.common import (
     FAILING,
     MISSING,
     ONLY_WHEN_SEEN,
@@ -48,7 +46,17 @@ from .common import (
     status_counts,
     unpriced_totals,
 )
-from .terminal import shorten_left
+from pytest_flopbudget.report.terminal import shorten_left
+from pytest_flopbudget.results.conventions import CATEGORIES, PUBLISHED
+from pytest_flopbudget.results.result import (
+    FLOPS_PER_MAC,
+    GIGA,
+    STATUSES,
+    Record,
+    module_deltas,
+    pct,
+    rank_modules,
+)
 
 ROW = 22  # px per test in the overview chart: every label gets its own row, none overlap
 FONT = 12  # px, label size: smaller than ROW

@@ -10,8 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from ..result import FLOPS_PER_MAC, GIGA, Record, rank_modules
-from .common import BaseSummary, base_changes, base_headline, status_counts
+from pytest_flopbudget.report.common import (
+    BaseSummary,
+    base_changes,
+    base_headline,
+    status_counts,
+)
+from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, Record, rank_modules
 
 TOP_MODULES = 10
 

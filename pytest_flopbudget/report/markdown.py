@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ..result import FLOPS_PER_MAC, GIGA, Record, pct
-from .common import (
+from pytest_flopbudget.report.common import (
     UPDATE_COMMAND,
     BaseSummary,
     base_changes,
@@ -23,6 +22,7 @@ from .common import (
     status_counts,
     unpriced_totals,
 )
+from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, Record, pct
 
 MARKER = "<!-- pytest-flopbudget report -->"
 CHART_LIMIT = 15

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..result import Record
-from .common import (
-    UPDATE_COMMAND, BaseSummary, base_changes, base_headline, fmt_delta, fmt_gflops, fmt_gmacs, sort_records, status_counts,
+from pytest_flopbudget.report.common import (
+    UPDATE_COMMAND,
+    BaseSummary,
+    base_changes,
+    base_headline,
+    fmt_delta,
+    fmt_gflops,
+    fmt_gmacs,
+    sort_records,
+    status_counts,
 )
-
-
+from pytest_flopbudget.results.result import Record
 
 _HEADERS = ("test", "GFLOPs", "published", "budget", "baseline", "change", "status")
 _BASE_HEADERS = ("base", "vs base")  # inserted before status when the run has a base

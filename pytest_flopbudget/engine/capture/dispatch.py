@@ -1,0 +1,312 @@
+"""Dispatch-level capture: price every aten operator that runs, with the rules of :mod:`pytest_flopbudget.rules`.
+
+Where the TorchScript trace records the operator a model calls (``aten::linear``),
+the dispatcher runs what it decomposes into (``aten::t`` + ``aten::addmm``). Both
+are priced by the same registry: each dispatched call becomes the same
+``torchprofile.ir.Node`` a trace would give (inputs in schema order, tensors as
+shapes, other arguments as values), named with ``conventions.normalize``.
+
+One layer above, a ``TorchFunctionMode`` sees the calls of composite operators
+(those the dispatcher decomposes, such as ``linear``, ``layer_norm``,
+``scaled_dot_product_attention``, ``dropout``) that have a rule, prices them as
+the trace does and mutes the dispatch pricing inside them. That keeps both
+captures on the same numbers where a decomposition would add terms (dropout in
+training mode is a ``mul``; the math attention SDPA takes on meta scales q and k
+with two ``mul``) or hide them. A composite called from inside a Python function
+that itself dispatched to this mode (``F.multi_head_attention_forward``) is seen
+decomposed; the one decomposition that adds terms there, the math attention, is
+recognised by its ``_safe_softmax`` and its scaling ``mul`` taken back out. Code
+that runs below Python (``loss.backward()``, fused optimizers) is seen at
+dispatch level only.
+
+``capture(module)`` works around any code: a forward, a backward, an optimizer step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torchprofile.ir import Node, Variable
+
+from pytest_flopbudget.engine import fastmeta, rules
+from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
+from pytest_flopbudget.engine.meta import meta_output
+from pytest_flopbudget.results import conventions
+
+__all__ = ["capture", "Tally"]
+
+_COMPOSITE = "CompositeImplicitAutograd"
+
+
+def _variable(value: Any, index: int) -> Variable:
+    """A trace-like ``Variable``: a tensor's shape; a list's items (tensors as shapes); a constant's value."""
+    name = str(index)
+    if isinstance(value, torch.Tensor):
+        return Variable(name=name, dtype=str(value.dtype), shape=list(value.shape))
+    if isinstance(value, (list, tuple)):
+        items = [list(v.shape) if isinstance(v, torch.Tensor) else _plain(v) for v in value]
+        return Variable(name=name, dtype="list", value=items)
+    return Variable(name=name, dtype=type(value).__name__, value=_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.SymInt):
+        return int(value)
+    if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format)):
+        return str(value)
+    return value
+
+
+def _outputs(out: Any) -> list[Variable]:
+    items = out if isinstance(out, (tuple, list)) else (out,)
+    return [_variable(v, -1 - i) for i, v in enumerate(items)]
+
+
+def _bind(schema: Any, args: tuple, kwargs: dict) -> Optional[list[Any]]:
+    """The arguments in schema order (defaults filled in), or None when they do not fit this schema."""
+    params = schema.arguments
+    positional = [a for a in params if not a.kwarg_only]
+    if len(args) > len(positional) or any(k not in {a.name for a in params} for k in kwargs):
+        return None
+    bound = []
+    for i, arg in enumerate(params):
+        if i < len(args) and not arg.kwarg_only:
+            value = args[i]
+        elif arg.name in kwargs:
+            value = kwargs[arg.name]
+        elif arg.has_default_value():
+            value = arg.default_value
+        else:
+            return None
+        if isinstance(arg.type, torch._C.TensorType) and not isinstance(value, torch.Tensor):
+            return None
+        bound.append(value)
+    return bound
+
+
+def _composite_schemas(name: str) -> list[Any]:
+    """Schemas of the composite (decomposed at dispatch) overloads of ``aten::name``, default first."""
+    packet = getattr(torch.ops.aten, name, None)
+    if packet is None or not hasattr(packet, "overloads"):
+        return []
+    found = []
+    for overload in sorted(packet.overloads(), key=lambda o: o != "default"):
+        qualified = f"aten::{name}" if overload == "default" else f"aten::{name}.{overload}"
+        try:
+            if torch._C._dispatch_has_kernel_for_dispatch_key(qualified, _COMPOSITE):
+                found.append(getattr(packet, overload)._schema)
+        except Exception:
+            continue
+    return found
+
+
+_SCHEMAS: dict[Any, tuple[str, list[Any], Optional[inspect.Signature]]] = {}
+
+
+def _composite_of(func: Any) -> tuple[str, list[Any], Optional[inspect.Signature]]:
+    """The operator name, composite schemas with a rule, and Python signature (for Python functions) of ``func``."""
+    try:
+        return _SCHEMAS[func]
+    except (KeyError, TypeError):
+        pass
+    name = getattr(func, "__name__", "") or ""
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]  # Tensor.__matmul__ -> matmul
+    operator = f"aten::{name}"
+    schemas = _composite_schemas(name) if name and rules.has_rule(operator) else []
+    signature = None
+    if schemas and inspect.isfunction(func):
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            schemas = []
+    entry = (operator, schemas, signature)
+    try:
+        _SCHEMAS[func] = entry
+    except TypeError:
+        pass
+    return entry
+
+
+def _bind_call(func: Any, args: tuple, kwargs: dict) -> Optional[tuple[str, list[Any]]]:
+    operator, schemas, signature = _composite_of(func)
+    if not schemas:
+        return None
+    if operator == "aten::einsum":  # torch.einsum(equation, *operands) or (equation, [operands])
+        if not args or not isinstance(args[0], str):
+            return None
+        operands = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+        return operator, [args[0], list(operands)]
+    if signature is not None:  # a Python function (F.layer_norm): bind by parameter name
+        try:
+            call = signature.bind(*args, **kwargs)
+        except TypeError:
+            return None
+        call.apply_defaults()
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        named = {k: v for k, v in call.arguments.items() if signature.parameters[k].kind not in variadic}
+    for schema in schemas:
+        if signature is not None:  # by name (F.batch_norm's order differs), else by position (training/train)
+            names = {a.name for a in schema.arguments}
+            bound = _bind(schema, (), {k: v for k, v in named.items() if k in names})
+            if bound is None:
+                bound = _bind(schema, tuple(named.values())[: len(schema.arguments)], {})
+        else:
+            bound = _bind(schema, args, kwargs)
+        if bound is not None:
+            return operator, bound
+    return None
+
+
+_FREE, _PRICED, _UNPRICED = range(3)
+
+
+class _Capture:
+    """The running tally and the module stack; prices a call of one operator."""
+
+    def __init__(self, where: Optional[Callable[[], str]] = None) -> None:
+        self.tally = Tally()
+        self.where = where  # names the module for code outside any submodule's forward
+        self.names: list[str] = []
+        self.stack: list[int] = []
+        self.muted = 0  # > 0 inside a composite operator priced as a whole
+        self.recent: list[tuple[str, str, int]] = []  # the last priced calls: operator, module, MACs
+        self.kinds: dict[Any, tuple[str, int]] = {}  # dispatched op -> (name, FREE | PRICED | UNPRICED)
+
+    def dispatched(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        """Price one dispatched call; free operators (most of them) cost a dict lookup."""
+        try:
+            operator, kind = self.kinds[func]
+        except KeyError:
+            operator = conventions.normalize(func._schema.name)
+            kind = _UNPRICED if not rules.has_rule(operator) else _FREE if rules.is_free(operator) else _PRICED
+            self.kinds[func] = operator, kind
+        if kind == _FREE:
+            return
+        if kind == _UNPRICED:
+            self.tally.miss(operator)
+            return
+        bound = _bind(func._schema, args, kwargs)
+        self._price_node(operator, bound if bound is not None else list(args), out)
+
+    def price(self, operator: str, inputs: list[Any], out: Any) -> None:
+        """Price a call of ``operator`` (a composite seen at the Python level) from its inputs and output."""
+        operator = conventions.normalize(operator)
+        if not rules.has_rule(operator):
+            self.tally.miss(operator)
+            return
+        if not rules.is_free(operator):
+            self._price_node(operator, inputs, out)
+
+    def _price_node(self, operator: str, inputs: list[Any], out: Any) -> None:
+        """An operator with a rule that is not free: build its node and add its MACs."""
+        node = Node(
+            operator=operator,
+            attributes={},
+            inputs=[_variable(v, i) for i, v in enumerate(inputs)],
+            outputs=_outputs(out),
+            scope="",
+        )
+        macs = rules.price(node)
+        if macs is None:
+            self.tally.miss(operator)
+            return
+        module = self.names[self.stack[-1]] if self.stack else (self.where() if self.where else "")
+        self.tally.add(module, operator, macs)
+        if macs:
+            self.recent = (self.recent + [(operator, module, macs)])[-3:]
+
+    def math_attention(self) -> None:
+        """``_safe_softmax`` ends QK^T of the math attention (SDPA on meta, or where no fused kernel fits):
+        ``mul(q, s)``, ``mul(k, s)``, ``bmm``. The two scaling ``mul`` are no part of the attention's
+        count in the trace (one ``scaled_dot_product_attention`` node): take them back out."""
+        if [op for op, _, _ in self.recent] == ["aten::mul", "aten::mul", "aten::bmm"]:
+            for operator, module, macs in self.recent[:2]:
+                self.tally.add(module, operator, -macs)
+                if not self.tally.by_operator[operator]:
+                    del self.tally.by_operator[operator]
+                if not self.tally.by_module[module]:
+                    del self.tally.by_module[module]
+        self.recent = []
+
+    def enter(self, index: int) -> None:
+        self.stack.append(index)
+
+    def leave(self, output: Any = None) -> None:
+        if self.stack:
+            self.stack.pop()
+
+
+_SAFE_SOFTMAX = getattr(getattr(torch.ops.aten, "_safe_softmax", None), "default", None)
+
+
+class _Dispatch(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
+
+    def __init__(self, state: _Capture) -> None:
+        super().__init__()
+        self.state = state
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        kwargs = kwargs or {}
+        out = meta_output(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
+        if not self.state.muted:
+            if func is _SAFE_SOFTMAX:
+                self.state.math_attention()
+            self.state.dispatched(func, args, kwargs, out)
+        return out
+
+
+class _Composites(TorchFunctionMode):
+    def __init__(self, state: _Capture) -> None:
+        super().__init__()
+        self.state = state
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        kwargs = kwargs or {}
+        call = None if self.state.muted else _bind_call(func, args, kwargs)
+        if call is None:
+            return func(*args, **kwargs)
+        self.state.muted += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self.state.muted -= 1
+        self.state.price(*call, out)
+        return out
+
+
+@contextmanager
+def capture(module: Optional[nn.Module] = None, where: Optional[Callable[[], str]] = None) -> Iterator[Tally]:
+    """Count every operator that runs inside the block; yields the running :class:`Tally`.
+
+    ``module``'s submodules attribute the MACs of their forward (by forward hooks);
+    code outside any submodule's forward (a backward, an optimizer step) counts
+    under ``where()`` when given (a training step's backward names the module whose
+    forward made the autograd node that runs), else under ``""``. Nothing is run
+    differently: the block's code runs as it would.
+    """
+    state = _Capture(where)
+    state.tally.capture = "dispatch"
+    with module_hooks(module, state.enter, state.leave) as names:
+        state.names.extend(names)
+        with _Dispatch(state), _Composites(state):
+            yield state.tally
+
+
+def run(fn: Any, module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
+    """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`."""
+    with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module) as tally:
+        fn(*args, **kwargs)
+    return tally

@@ -1,0 +1,33 @@
+"""Torch settings and model facts shared by every capture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parameter import UninitializedTensorMixin
+
+
+@contextmanager
+def _no_mha_fastpath() -> Iterator[None]:
+    """nn.MultiheadAttention/TransformerEncoderLayer: take the regular path (the fused one hides the matmuls)."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+def parameter_count(module: Optional[nn.Module]) -> int:
+    """Elements of the module's parameters (uninitialized lazy ones not counted)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))

@@ -1,0 +1,253 @@
+"""Counting the MACs of one call: the mode and fallback policy over two captures priced by one registry.
+
+``trace`` is the TorchScript capture torchprofile uses (the default counter,
+``"torchprofile"``); ``dispatch`` sees every aten operator that runs (the
+``"flop_counter"`` counter, and ``dispatch.capture`` around any code). Both
+price with :mod:`pytest_flopbudget.rules`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from pytest_flopbudget.engine import fastmeta
+from pytest_flopbudget.engine.capture import dispatch
+from pytest_flopbudget.engine.capture.callables import resolve
+from pytest_flopbudget.engine.capture.tally import Tally
+from pytest_flopbudget.engine.capture.trace import (
+    NoTensorOutput,
+    OpBudget,
+    TraceTooLong,
+    trace,
+)
+from pytest_flopbudget.engine.context import _no_mha_fastpath, parameter_count
+from pytest_flopbudget.engine.errors import (
+    UNPRICED,
+    MetaCountError,
+    UnpricedOperatorError,
+    check_unpriced,
+)
+from pytest_flopbudget.engine.meta import all_meta, meta_init, to_meta, weights_on_meta
+from pytest_flopbudget.engine.options import OPTIONS
+from pytest_flopbudget.engine.state import guard
+from pytest_flopbudget.results.result import FlopResult
+
+__all__ = ["COUNTERS", "MODES", "UNPRICED", "MetaCountError", "Tally", "UnpricedOperatorError", "count", "meta_init", "warm_up"]
+
+COUNTERS = OPTIONS["counter"]
+MODES = OPTIONS["mode"]
+
+
+# ---- shared context -----------------------------------------------------------
+
+
+TRACE_OP_LIMIT = 50_000
+TRACE_CALL_LIMIT = 2_000
+"""Operators a trace may run (in all; in one module call itself, not counting its submodules) before the
+default counter hands the call to the dispatch capture.
+
+A trace records one graph node per operator that runs, so a per-step loop is unrolled into a graph
+whose building costs far more than running the operators: a Mamba scan (transformers'
+MambaForCausalLM, 130m shape, 512 tokens: 24 layers x 512 steps) took 39x the time of a plain meta
+forward. A loop shows as one module call running many operators itself: each step of the scan runs
+in the mixer's own forward, so the trace stops within the first layer. No layer of the VAR suite
+runs more than a few hundred itself, nor do transformers' dense, MoE and generation models in the
+tests (``OpBudget.most`` gives the figure); VAR d36-s generation, the largest run, dispatches 25,128
+operators in all. Both limits count operators, not time: a model always takes the same path.
+"""
+
+
+def _default(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
+    """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go."""
+    try:
+        return trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
+    except NoTensorOutput:
+        raise
+    except TraceTooLong as exc:
+        reason = f"{exc}, a loop the trace would unroll into a graph node per operator of every step"
+    except Exception as exc:
+        reason = f"the trace failed ({_first_line(exc)})"
+    tally = dispatch.run(fn, module, args, kwargs, meta)  # the model's own errors surface here
+    tally.notes.append(
+        f"counted by the dispatch capture (every operator that runs, priced by the same rules): {reason}"
+    )
+    return tally
+
+
+_BACKENDS: dict[str, Callable[..., Tally]] = {"torchprofile": _default, "flop_counter": dispatch.run}
+
+
+# ---- entry point ----------------------------------------------------------------
+
+
+def _state(module: nn.Module) -> Iterator[torch.Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
+
+
+# The tracer's error for an output no traced operator made prints the tensor inside it, over many lines.
+_UNTRACED_OUTPUT = re.compile(r"output (\d+) \(.*\) of traced region", re.DOTALL)
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an error, never a tensor's printout, at most 200 characters."""
+    text = _UNTRACED_OUTPUT.sub(r"output \1 of traced region", str(exc)).strip().splitlines()
+    line = text[0] if text else ""
+    if "tensor(" in line or "Parameter containing" in line:
+        line = line.split("tensor(")[0].split("Parameter containing")[0].rstrip(" :,(") + " ..."
+    if len(line) > 200:
+        line = line[:197] + "..."
+    return f"{type(exc).__name__}: {line}".rstrip(": ")
+
+
+def _meta_first(
+    backend: Callable[..., Tally],
+    fn: Callable[..., Any],
+    module: Optional[nn.Module],
+    args: tuple,
+    kwargs: dict,
+    fall_back: bool,
+    notes: list[str],
+) -> tuple[Tally, str]:
+    """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
+    nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in _state(module)))
+    try:
+        with guard(module) as lost, weights_on_meta(module):
+            margs, mkwargs = to_meta((args, kwargs))
+            tally = backend(fn, module, margs, mkwargs, True)
+        notes.extend(lost)
+        return tally, "meta"
+    except Exception as exc:
+        if nothing_real or isinstance(exc, NoTensorOutput):  # the model's own error: a real pass fails alike
+            raise
+        if not fall_back:
+            hint = "use mode='auto' or mode='real' to allow a real forward pass"
+            raise MetaCountError(f"cannot count on the meta device ({_first_line(exc)}); {hint}") from exc
+        if module is None and _mixes_devices(exc):  # a callable over weights this cannot find or swap
+            raise MetaCountError(
+                f"cannot count {_callable_name(fn)} on the meta device ({_first_line(exc)}) and it reaches no "
+                "torch.nn.Module whose weights could be swapped; pass the module itself (measure(model, x)), "
+                "a bound method (model.generate) or a closure over it, or count it for real with mode='real'"
+            ) from None
+        notes.append(f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})")
+    return _real(backend, fn, module, args, kwargs, False, notes), "real"
+
+
+def _mixes_devices(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "meta" in text and "device" in text
+
+
+def _callable_name(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"the callable {name!r}"
+
+
+def _real(backend: Callable[..., Tally], fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, notes: list[str]) -> Tally:
+    """A pass on the model's own tensors; buffers and cached tensors are copied first and put back after."""
+    with guard(module, copy_values=not meta) as lost:
+        tally = backend(fn, module, args, kwargs, meta)
+    notes.extend(lost)
+    return tally
+
+
+def count(
+    model: Any,
+    args: tuple = (),
+    kwargs: Optional[dict] = None,
+    *,
+    counter: str = "torchprofile",
+    mode: str = "auto",
+    unpriced: str = "fail",
+) -> FlopResult:
+    """MACs of one call ``model(*args, **kwargs)``: a module's forward, or any callable over modules.
+
+    ``counter``: ``"torchprofile"`` (the TorchScript trace torchprofile
+    uses; where a trace cannot go, a tracer error or a loop of more than
+    :data:`TRACE_OP_LIMIT` operators, the dispatch capture counts, with a
+    note) or ``"flop_counter"`` (dispatch-level capture: every aten operator
+    that runs, as ``torch.utils.flop_counter.FlopCounterMode`` sees them);
+    both priced by :mod:`pytest_flopbudget.rules`.
+    ``mode``: ``"auto"`` counts on the meta device and falls back to a real
+    pass (with a note) when the model needs real values; ``"meta"`` never
+    falls back (raises :class:`MetaCountError`); ``"real"`` runs on the
+    model's own device and tensors. The model's weights are never copied:
+    on meta they are swapped for meta tensors and restored afterwards; the
+    model's whole state is put back (see :mod:`.state`).
+    ``unpriced``: ``"fail"`` (default) raises :class:`UnpricedOperatorError`
+    when a matmul/conv/attention/recurrent-class operator has no rule;
+    ``"warn"`` counts without it and says so in ``notes``.
+    A callable is counted with the weights of the modules it reaches
+    (closures, bound methods, ``functools.partial``, attributes).
+    Counting runs under ``torch.no_grad()`` and leaves train/eval state alone.
+    """
+    if counter not in _BACKENDS:
+        raise ValueError(f"unknown counter {counter!r}; choose one of {', '.join(COUNTERS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if unpriced not in UNPRICED:
+        raise ValueError(f"unknown unpriced policy {unpriced!r}; choose one of {', '.join(UNPRICED)}")
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    kwargs = dict(kwargs or {})
+    fn, module = resolve(model)
+    backend = _BACKENDS[counter]
+    notes: list[str] = []
+
+    with torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused():
+        if mode == "real":
+            on_meta = all_meta(module, (args, kwargs))
+            tally = _real(backend, fn, module, args, kwargs, on_meta, notes)
+            used = "meta" if on_meta else "real"
+        else:
+            tally, used = _meta_first(backend, fn, module, args, kwargs, mode == "auto", notes)
+    notes.extend(tally.notes)
+    check_unpriced(tally.unpriced, unpriced, notes)
+
+    params = parameter_count(module)  # after the pass, so lazy modules are materialized
+    return FlopResult(
+        macs=tally.macs,
+        params=params,
+        by_module=tally.by_module,
+        by_operator=tally.by_operator,
+        unpriced=tally.unpriced,
+        counter=counter,
+        mode=used,
+        notes=tuple(notes),
+        capture=tally.capture,
+    )
+
+
+class _WarmUp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 1)
+        self.norm = nn.LayerNorm(2)
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(self.norm(self.conv(x).transpose(1, 2)))
+        return torch.nn.functional.scaled_dot_product_attention(y[None], y[None], y[None])
+
+
+def warm_up() -> None:
+    """Count a tiny model once with each counter, on meta and for real, and one training step of it.
+
+    torch imports a lot lazily on the first meta or dispatch-mode call
+    (torch._dynamo, sympy, the dispatch-mode machinery, ...). Call this once
+    where that must not happen later, e.g. in a conftest before pytester's
+    in-process runs, which drop modules first imported inside them (and
+    re-importing those crashes the process).
+    """
+    model, x = _WarmUp(), torch.zeros(1, 2, 3)
+    for counter in COUNTERS:
+        for mode in ("meta", "real"):
+            count(model, (x,), {}, counter=counter, mode=mode)
+    from pytest_flopbudget.engine.capture.training import count_train_step
+
+    count_train_step(model, (x,), optimizer=lambda params: torch.optim.AdamW(params, fused=True))

@@ -1,0 +1,93 @@
+"""Shape functions of convolutions and resizing (upsampling)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from .layout import (
+    _channels_last_strides,
+    _contiguous,
+    _new,
+    _same_float,
+    _strides_like_channels_last,
+)
+from .mode import (
+    aten,
+    shape_fn,
+)
+
+# ---- convolution and resizing ------------------------------------------------------------
+
+
+def _conv_shape(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
+                output_padding: Any, groups: int) -> Optional[list[int]]:
+    params = [t for t in (weight, bias) if t is not None]
+    if _same_float(x, *params) is None or 0 in x.shape:  # torch makes a contiguous output whatever the layouts
+        return None
+    spatial = x.dim() - 2
+    if spatial < 1 or weight.dim() != x.dim() or groups < 1:
+        return None
+    if not all(len(v) == spatial for v in (stride, padding, dilation)) or (transposed and len(output_padding) != spatial):
+        return None
+    kernel = weight.shape[2:]
+    if transposed:
+        if x.shape[1] != weight.shape[0]:
+            return None
+        channels = weight.shape[1] * groups
+        sizes = [(x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + output_padding[i] + 1
+                 for i in range(spatial)]
+    else:
+        if x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
+            return None
+        channels = weight.shape[0]
+        sizes = [(x.shape[i + 2] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+                 for i in range(spatial)]
+    if bias is not None and list(bias.shape) != [channels]:
+        return None
+    if any(s <= 0 for s in sizes) or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        return None
+    return [x.shape[0], channels, *sizes]
+
+
+@shape_fn(aten.convolution.default)
+def _convolution(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
+                 output_padding: Any, groups: int) -> Optional[torch.Tensor]:
+    if torch._C._get_tracing_state() is not None:
+        return None  # re-issued as aten::_convolution for the tracer (FastMeta.__torch_dispatch__)
+    shape = _conv_shape(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    return None if shape is None else _contiguous(shape, x.dtype)
+
+
+@shape_fn(aten._convolution.default)
+def _convolution_traced(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
+                        output_padding: Any, groups: int, *flags: Any) -> Optional[torch.Tensor]:
+    shape = _conv_shape(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    return None if shape is None else _contiguous(shape, x.dtype)
+
+
+
+
+
+
+def _resize(x: Any, output_size: Any) -> Optional[torch.Tensor]:
+    """Interpolation to ``output_size``: contiguous, or channels-last when the input's strides are NHWC-ordered."""
+    if _same_float(x) is None or x.dim() != 4 or len(output_size) != 2:
+        return None
+    if 0 in x.shape or any(s <= 0 for s in output_size):
+        return None
+    shape = [*x.shape[:2], *output_size]
+    if _strides_like_channels_last(x.shape, x.stride()):
+        return _new(shape, _channels_last_strides(shape), x.dtype)
+    return _contiguous(shape, x.dtype)
+
+
+@shape_fn(aten.upsample_bicubic2d.default, aten.upsample_bilinear2d.default)
+def _upsample_interp(x: Any, output_size: Any, align_corners: bool, *scales: Any) -> Optional[torch.Tensor]:
+    return _resize(x, output_size)
+
+
+@shape_fn(aten.upsample_nearest2d.default)
+def _upsample_nearest(x: Any, output_size: Any, *scales: Any) -> Optional[torch.Tensor]:
+    return _resize(x, output_size)

@@ -1,0 +1,32 @@
+"""The one registry of per-operator MAC formulas, priced over every capture.
+
+:mod:`.registry` holds the registry and its functions (``register_rule``,
+``zero_cost``, ``price``, ...); the modules beside it add the rules of one
+category of compute each, in the categories of
+:mod:`pytest_flopbudget.results.conventions`: matrix products, convolutions,
+attention, recurrent layers, normalisation, elementwise (with the operators known
+to cost nothing), and the backward and optimizer kernels of training steps.
+Importing this package registers them all, in that order (a later rule of the
+same operator replaces an earlier one).
+"""
+
+from __future__ import annotations
+
+from . import attention, conv, elementwise, matmul, norm, recurrent, training  # noqa: F401  (registers the rules)
+from .registry import (
+    RULES,
+    Rule,
+    has_rule,
+    is_free,
+    price,
+    register_rule,
+    resolve,
+    rule,
+    unregister_rule,
+    zero_cost,
+)
+
+__all__ = [
+    "RULES", "Rule", "has_rule", "is_free", "price", "register_rule", "resolve", "rule", "unregister_rule",
+    "zero_cost",
+]

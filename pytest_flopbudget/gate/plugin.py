@@ -1,0 +1,347 @@
+"""pytest hooks of pytest-flopbudget: options, marker, the ``flops`` fixture, baseline and report glue.
+
+Importing this module does not import torch: pytest loads it in every run of an
+environment that has the plugin installed. torch is imported on the first
+measurement. Under pytest-xdist the workers measure and check; the controller
+gathers the records (they ride on the test reports), prints the report and is
+the only process that writes files.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from pytest_flopbudget.baseline import base as base_file
+from pytest_flopbudget.baseline import store as baseline_file
+from pytest_flopbudget.gate import hookspecs
+from pytest_flopbudget.gate.budget import (
+    MARKER,
+    MARKER_HELP,
+    Budget,
+    BudgetError,
+    Verdict,
+    from_marker,
+    judge,
+    judge_base,
+)
+from pytest_flopbudget.gate.messages import count_hint, explain, junit_properties
+from pytest_flopbudget.gate.session import (
+    STATE,
+    FlopSession,
+    RunState,
+    environment,
+    records,
+)
+from pytest_flopbudget.gate.settings import Settings, add_options, resolve
+from pytest_flopbudget.results.result import FlopResult, Record
+
+__all__ = ["FlopBudgetWarning", "FlopMeter", "records"]
+
+ITEM_RECORDS = pytest.StashKey[list]()
+ITEM_BUDGET = pytest.StashKey[Budget]()
+WORKER_BASE = "flopbudget_base"  # workerinput key: the controller's base as plain data
+
+
+class FlopBudgetWarning(pytest.PytestWarning):
+    """A measurement that is not a failure but needs attention (for example: no baseline entry yet)."""
+
+
+# --- configuration -----------------------------------------------------------
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    settings = resolve(config)
+    if settings.prune:
+        _refuse_filtered_prune(config)
+    try:
+        loaded = baseline_file.load(settings.baseline)
+    except baseline_file.BaselineError as exc:
+        raise pytest.UsageError(f"pytest-flopbudget: {exc}") from None
+    worker = hasattr(config, "workerinput")
+    state = RunState(settings, loaded, worker=worker, env=environment(settings), base=_load_base(config, settings))
+    config.stash[STATE] = state
+    config.pluginmanager.register(FlopSession(config), "flopbudget-session")
+    _register_pytest_html(config)
+
+
+def _register_pytest_html(config: pytest.Config) -> None:
+    """FLOP columns in pytest-html's report: only when it is installed, enabled and writing one (--html),
+    and only on the controller, which writes it."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("html"):
+        return
+    if not config.getoption("htmlpath", None):
+        return
+    from pytest_flopbudget.gate import htmlplugin
+
+    config.pluginmanager.register(htmlplugin, "flopbudget-html")
+
+
+def _load_base(config: pytest.Config, settings: Settings) -> base_file.Base | None:
+    """The base of this run; an xdist worker gets the controller's (it never runs git itself)."""
+    shipped = getattr(config, "workerinput", {}).get(WORKER_BASE)
+    if shipped is not None:
+        return base_file.Base.from_json(shipped)
+    try:
+        return base_file.for_settings(settings, config.rootpath)
+    except base_file.BaseError as exc:
+        raise pytest.UsageError(f"pytest-flopbudget: {exc}") from None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: hand the base to the worker as plain data."""
+    state = node.config.stash.get(STATE, None)
+    if state is not None and state.base is not None:
+        node.workerinput[WORKER_BASE] = state.base.to_json()
+
+
+def _refuse_filtered_prune(config: pytest.Config) -> None:
+    opt = config.option
+    filters = [
+        ("-k", getattr(opt, "keyword", "")),
+        ("-m", getattr(opt, "markexpr", "")),
+        ("--deselect", getattr(opt, "deselect", None)),
+        ("--lf", getattr(opt, "lf", False)),
+        ("--sw", getattr(opt, "stepwise", False)),
+        ("a test id argument", any("::" in str(arg) for arg in config.args)),
+    ]
+    used = [name for name, value in filters if value]
+    if used:
+        raise pytest.UsageError(
+            f"pytest-flopbudget: --flop-prune needs a run of every test, but this run is filtered by "
+            f"{', '.join(used)}; run without the filter to prune (or drop --flop-prune)"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    lines = [state.settings.header(len(state.baseline.entries), state.baseline.exists)]
+    if state.base is not None:
+        gate = state.settings.base_limit_text()
+        lines.append(state.base.header() + (f"; a raise beyond {gate} fails" if gate else "; reports only"))
+    recorded, now = state.baseline.meta, state.env
+    for name in ("counter", "torch", "torchprofile"):
+        if recorded.get(name) and now.get(name) and recorded[name] != now[name]:
+            lines.append(f"flopbudget: WARNING baseline recorded with {name} {recorded[name]}, this run uses {now[name]}: counts may differ")
+    return lines
+
+
+# --- the marker, checked before the test runs --------------------------------
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
+        return
+    try:
+        item.stash[ITEM_BUDGET] = from_marker(marker.args, marker.kwargs)
+        problem = None
+    except BudgetError as exc:
+        problem = str(exc)
+    if problem:
+        pytest.fail(f"invalid flop_budget marker on {item.nodeid}: {problem}", pytrace=False)
+    if "flops" not in getattr(item, "fixturenames", ()):
+        pytest.fail(
+            f"{item.nodeid} has a flop_budget marker but does not use the flops fixture, so nothing "
+            "would be checked; add a `flops` argument and call flops(model, *inputs)",
+            pytrace=False,
+        )
+
+
+# --- the fixture --------------------------------------------------------------
+
+
+class FlopMeter:
+    """The ``flops`` fixture: ``flops(model, *args, key=None, **kwargs) -> FlopResult``.
+
+    Profiles one forward pass ``model(*args, **kwargs)`` (``flops.train_step(...)``: one
+    training step), records it against the running test (baseline key: the test id, or
+    ``"<test id>#<key>"``) and checks it at once against the ``flop_budget`` ceiling and
+    the baseline entry; a failed check fails the test here. ``key`` is reserved for the
+    plugin: a model keyword argument named ``key`` cannot be passed through it (nor
+    ``loss`` and ``optimizer`` through ``train_step``).
+    """
+
+    def __init__(self, item: pytest.Item, state: RunState, options: dict | None = None, results: dict | None = None) -> None:
+        self._item = item
+        self._state = state
+        self._options = dict(options or {})
+        self.results: dict[str | None, FlopResult] = {} if results is None else results
+
+    def using(self, **options: Any) -> "FlopMeter":
+        """This fixture with counting options of its own: ``flops.using(unpriced="warn")(model, x)``.
+
+        ``counter``, ``mode`` and ``unpriced`` as in ``--flop-counter``/``--flop-mode``/``--flop-unpriced``;
+        they override the run's settings for the measurements made through the returned meter.
+        """
+        __tracebackhide__ = True
+        from pytest_flopbudget.engine.options import check_options
+
+        try:
+            check_options(options)
+        except ValueError as exc:
+            pytest.fail(f"flops.using: {exc}", pytrace=False)
+        return FlopMeter(self._item, self._state, {**self._options, **options}, self.results)
+
+    def __call__(self, model: Any, *args: Any, key: str | None = None, **kwargs: Any) -> FlopResult:
+        __tracebackhide__ = True
+        hook = self._item.config.hook
+        config = self._item.config
+        options = self._options
+        return self._measure(
+            model, key, lambda: hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=config, options=options)
+        )
+
+    def train_step(
+        self, model: Any, *args: Any, loss: Any = None, optimizer: Any = None, key: str | None = None, **kwargs: Any
+    ) -> FlopResult:
+        """Count and check one training step: forward and ``loss(output)`` (default: the output's ``loss``,
+        else its sum), backward, and one steady-state step of ``optimizer`` (an Optimizer over the model's
+        parameters, never stepped itself, or a factory ``params -> Optimizer``), all on the meta device.
+        ``result.phases`` maps "forward", "backward" and "optimizer" to MACs."""
+        __tracebackhide__ = True
+        from pytest_flopbudget.engine.capture.training import count_train_step
+
+        unpriced = self._options.get("unpriced", self._state.settings.unpriced)
+        return self._measure(
+            model, key, lambda: count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer, unpriced=unpriced)
+        )
+
+    def _measure(self, model: Any, key: str | None, counting: Callable[[], Any]) -> FlopResult:
+        __tracebackhide__ = True
+        if key is not None and (not isinstance(key, str) or not key):
+            pytest.fail(f"flops(key=...) must be a non-empty string, got {key!r}", pytrace=False)
+        if key in self.results:
+            pytest.fail(
+                f"{self._item.nodeid} measured {'twice' if key is None else f'key {key!r} twice'}; "
+                "give each measurement of a test its own key: flops(model, x, key='encoder')",
+                pytrace=False,
+            )
+        result = self._count(model, counting)
+        self.results[key] = result
+        record, verdict = self._check(result, key)
+        self._item.stash.setdefault(ITEM_RECORDS, []).append(record)
+        self._item.user_properties.extend(junit_properties(record))
+        if verdict.warning:
+            warnings.warn(FlopBudgetWarning(record.message), stacklevel=3)
+        if verdict.failure:
+            pytest.fail(record.message, pytrace=False)
+        return result
+
+    def _count(self, model: Any, counting: Callable[[], Any]) -> FlopResult:
+        __tracebackhide__ = True
+        problem = None
+        try:
+            result = counting()
+        except Exception as exc:  # the model's or the counter's error becomes this test's failure
+            problem = f"flops: could not count {type(model).__name__}: {type(exc).__name__}: {exc}{count_hint(exc, model)}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        if not isinstance(result, FlopResult):
+            pytest.fail(f"flops: the counter returned {type(result).__name__}, expected a FlopResult", pytrace=False)
+        for note in result.notes:
+            warnings.warn(FlopBudgetWarning(f"{self._item.nodeid}: {note}"), stacklevel=4)
+        return result
+
+    def _check(self, result: FlopResult, key: str | None) -> tuple[Record, Verdict]:
+        state, item = self._state, self._item
+        settings = state.settings
+        budget = item.stash.get(ITEM_BUDGET, Budget())
+        record_id = item.nodeid if key is None else f"{item.nodeid}#{key}"
+        entry = state.baseline.entries.get(record_id)
+        verdict = judge(
+            result.macs,
+            ceiling_gflops=budget.gflops,
+            baseline_macs=None if entry is None else entry.macs,
+            rel=settings.rel if budget.rel is None else budget.rel,
+            abs_gflops=settings.abs if budget.abs is None else budget.abs,
+            missing=settings.missing_policy,
+            updating=settings.update,
+            baseline_name=settings.baseline.name,
+        )
+        base = state.base
+        base_entry = None if base is None else base.entries.get(record_id)
+        if base is not None and verdict.failure is None and verdict.status not in ("over-budget", "regressed"):
+            raised = judge_base(
+                result.macs,
+                base_macs=None if base_entry is None else base_entry.macs,
+                rel=settings.base_rel,
+                abs_gflops=settings.base_abs,
+                base_label=base.label,
+                updating=settings.update,
+            )
+            verdict = raised or verdict
+        path, line, _ = item.location
+        record = Record(
+            id=record_id,
+            nodeid=item.nodeid,
+            key=key,
+            macs=result.macs,
+            params=result.params,
+            status=verdict.status,
+            budget_gflops=budget.gflops,
+            baseline_macs=None if entry is None else entry.macs,
+            location=(path, (line or 0) + 1),
+            modules=result.module_totals(),
+            baseline_modules=dict(entry.modules) if entry is not None else {},
+            unpriced=dict(result.unpriced),
+            categories=result.by_category,
+            phases=dict(result.phases),
+            baseline_phases=dict(entry.phases) if entry is not None else {},
+            base=None if base is None else base.label,
+            base_macs=None if base_entry is None else base_entry.macs,
+            base_modules={} if base_entry is None else dict(base_entry.modules),
+        )
+        record.message = explain(record, verdict, result, settings, "" if base is None else base.source)
+        return record, verdict
+
+
+@pytest.fixture
+def flops(request: pytest.FixtureRequest) -> FlopMeter:
+    """Profile a model's forward pass and check it: ``result = flops(model, *inputs, key=None, **kwargs)``."""
+    return FlopMeter(request.node, request.config.stash[STATE])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config, options: dict) -> FlopResult:
+    from pytest_flopbudget.engine.count import count
+
+    settings = config.stash[STATE].settings
+    chosen = {"counter": settings.counter, "mode": settings.mode, "unpriced": settings.unpriced, **options}
+    return count(model, args, kwargs, **chosen)
+
+
+# --- results travel on the test report ---------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    rep = yield
+    if rep.when != "call":
+        return rep
+    records = item.stash.get(ITEM_RECORDS, [])
+    if records:
+        rep.flopbudget = [r.to_json() for r in records]
+    elif rep.passed and item.get_closest_marker(MARKER) is not None:
+        rep.outcome = "failed"
+        rep.longrepr = (
+            f"{item.nodeid} has a flop_budget marker and requests the flops fixture but measured nothing; "
+            "call flops(model, *inputs) in the test"
+        )
+    return rep
+
+

@@ -1,0 +1,222 @@
+"""The result of one measurement. Plain data: importing this never imports torch."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from pytest_flopbudget.results import conventions
+
+FLOPS_PER_MAC = 2
+GIGA = 1_000_000_000
+
+# One vocabulary of verdicts, used by the terminal, JSON, Markdown and JUnit outputs.
+# ``raised``: within the baseline, but raised against the base branch beyond --flop-base-rel/--flop-base-abs.
+STATUSES = ("over-budget", "regressed", "raised", "new", "improved", "ok")
+
+MODULE_DEPTH = 4  # module paths in the baseline and the messages: ``blocks.*.ffn.fc1``, at most 4 parts
+
+_INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
+
+
+def collapse_indices(path: str) -> str:
+    """``blocks.3.attn.proj`` -> ``blocks.*.attn.proj`` (ModuleList/Sequential indices folded)."""
+    return _INDEX.sub("*", path)
+
+
+def rollup(by_module: dict[str, int], depth: int | None = None, collapse: bool = False) -> dict[str, int]:
+    """Aggregate per-module MACs to module paths of at most ``depth`` parts.
+
+    ``by_module`` maps the path of the module that ran an operator ("" for the
+    root) to the MACs counted there, excluding its submodules. The result maps
+    each truncated path to the sum of everything at or below it.
+    """
+    out: dict[str, int] = {}
+    for path, macs in by_module.items():
+        if collapse:
+            path = collapse_indices(path)
+        if depth is not None and path:
+            path = ".".join(path.split(".")[:depth])
+        out[path] = out.get(path, 0) + macs
+    return out
+
+
+def pct(new: float, old: float) -> float:
+    """Change from ``old`` to ``new`` in percent; from 0 it is 0 (no change) or infinite."""
+    if old == 0:
+        return 0.0 if new == 0 else math.inf
+    return 100.0 * (new - old) / old
+
+
+def _gflops(macs: int | None) -> float | None:
+    return None if macs is None else FLOPS_PER_MAC * macs / GIGA
+
+
+def rank_modules(modules: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """The ``n`` module paths with the most MACs, largest first (ties by path), zeros left out."""
+    ranked = sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(path, macs) for path, macs in ranked[:n] if macs]
+
+
+PHASES = ("forward", "backward", "optimizer")  # the phases of a training step, in order
+
+
+def phase_path(phase: str, path: str) -> str:
+    """A module path of a training step as the baseline stores it: ``backward/blocks.*.attn``."""
+    return f"{phase}/{path}"
+
+
+def module_deltas(modules: dict[str, int], reference: dict[str, int]) -> list[tuple[str, int]]:
+    """``(path, MACs now - MACs in reference)`` of every module path that changed, largest change first."""
+    paths = set(modules) | set(reference)
+    changes = [(p, modules.get(p, 0) - reference.get(p, 0)) for p in paths]
+    return sorted((c for c in changes if c[1] != 0), key=lambda c: (-abs(c[1]), c[0]))
+
+
+@dataclass(frozen=True)
+class FlopResult:
+    """Cost of one call of a model (a forward pass), or of one training step.
+
+    ``macs`` is exact; ``flops`` is ``2 * macs``; ``gflops`` is ``flops / 1e9``.
+    A training step (``measure_train_step``, ``flops.train_step``) also has
+    ``phases``: MACs of ``"forward"`` (forward and loss), ``"backward"`` and
+    ``"optimizer"``, summing to ``macs``, and ``phase_modules``: each phase's
+    per-module MACs. ``by_module`` and ``by_operator`` hold the whole step.
+    """
+
+    macs: int
+    params: int = 0
+    by_module: dict[str, int] = field(default_factory=dict)
+    by_operator: dict[str, int] = field(default_factory=dict)
+    unpriced: dict[str, int] = field(default_factory=dict)
+    counter: str = "torchprofile"
+    mode: str = "meta"
+    notes: tuple[str, ...] = ()
+    capture: str = "trace"  # what saw the operators: "trace" (TorchScript) or "dispatch" (every op that ran)
+    phases: dict[str, int] = field(default_factory=dict)
+    phase_modules: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> int:
+        return FLOPS_PER_MAC * self.macs
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / GIGA
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / GIGA
+
+    @property
+    def by_category(self) -> dict[str, int]:
+        """MACs per kind of compute (``matmul``, ``conv``, ``attention``, ``recurrent``, ``norm``,
+        ``elementwise``; see :mod:`pytest_flopbudget.conventions`), every category a key."""
+        return conventions.by_category(self.by_operator)
+
+    @property
+    def published_macs(self) -> int:
+        """MACs of matmul, convolution, attention and recurrent operators only: the convention of
+        model cards and papers (torchvision's GFLOPS, timm's GMACs, fvcore), no elementwise terms."""
+        return conventions.published_macs(self.by_category)
+
+    def module_totals(self) -> dict[str, int]:
+        """MACs per module path as the baseline stores them: list indices folded (``blocks.*.attn``),
+        cut at ``MODULE_DEPTH`` parts, zeros dropped, the root module as ``<root>``. For a training
+        step each path is prefixed with its phase (``backward/blocks.*.attn``), so a change says
+        which phase and which modules grew."""
+        if not self.phases:
+            return _module_totals(self.by_module)
+        out = {}
+        for phase in PHASES:
+            for path, macs in _module_totals(self.phase_modules.get(phase, {})).items():
+                out[phase_path(phase, path)] = macs
+        return dict(sorted(out.items()))
+
+    def top_modules(self, n: int = 5) -> list[tuple[str, int]]:
+        """The ``n`` entries of ``module_totals()`` with the most MACs."""
+        return rank_modules(self.module_totals(), n)
+
+    def __repr__(self) -> str:
+        phases = "".join(f", {phase}={macs:,}" for phase, macs in self.phases.items())
+        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}{phases}, params={self.params:,}, counter={self.counter!r})"
+
+
+def _module_totals(by_module: dict[str, int]) -> dict[str, int]:
+    totals = rollup(by_module, depth=MODULE_DEPTH, collapse=True)
+    return {path or "<root>": macs for path, macs in sorted(totals.items()) if macs}
+
+
+@dataclass
+class Record:
+    """One measurement as the reports see it: what was measured, against what, and the verdict.
+
+    ``id`` is the baseline key: the test's nodeid, or ``nodeid#key`` for a keyed measurement.
+    Records travel from xdist workers to the controller as ``to_json()`` dicts.
+    """
+
+    id: str
+    nodeid: str
+    macs: int
+    status: str
+    key: str | None = None
+    params: int = 0
+    budget_gflops: float | None = None
+    baseline_macs: int | None = None
+    message: str = ""
+    location: tuple[str, int] | None = None
+    modules: dict[str, int] = field(default_factory=dict)
+    baseline_modules: dict[str, int] = field(default_factory=dict)
+    unpriced: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, int] = field(default_factory=dict)  # MACs per conventions.CATEGORIES entry
+    phases: dict[str, int] = field(default_factory=dict)  # a training step's MACs per phase (PHASES)
+    baseline_phases: dict[str, int] = field(default_factory=dict)
+
+
+    base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
+    base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
+    base_modules: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gflops(self) -> float:
+        return FLOPS_PER_MAC * self.macs / GIGA
+
+    @property
+    def published_macs(self) -> int | None:
+        """MACs of the published convention (matmul, conv, attention, recurrent); None when not recorded."""
+        return conventions.published_macs(self.categories) if self.categories else None
+
+    @property
+    def baseline_gflops(self) -> float | None:
+        return _gflops(self.baseline_macs)
+
+    @property
+    def delta_pct(self) -> float | None:
+        """Change against the baseline in percent (None without a baseline)."""
+        return None if self.baseline_macs is None else pct(self.macs, self.baseline_macs)
+
+    @property
+    def base_gflops(self) -> float | None:
+        return _gflops(self.base_macs)
+
+    @property
+    def base_delta_pct(self) -> float | None:
+        """Change against the base in percent (None without a base entry)."""
+        return None if self.base_macs is None else pct(self.macs, self.base_macs)
+
+    def base_module_changes(self) -> list[tuple[str, int]]:
+        """Module paths whose MACs changed against the base, largest change first."""
+        return module_deltas(self.modules, self.base_modules) if self.base_macs is not None else []
+
+    def to_json(self) -> dict:
+        data = dict(self.__dict__)
+        data["location"] = list(self.location) if self.location else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        data = dict(data)
+        loc = data.get("location")
+        data["location"] = (loc[0], int(loc[1])) if loc else None
+        return cls(**data)

@@ -1,0 +1,189 @@
+"""Models people ship, built from hand-written tiny configs of transformers 5 (nothing downloaded).
+
+Every count is checked against a hand formula from the config: the matmul, convolution and
+attention terms (conventions.published_macs), and both counters on the same totals.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from pytest_flopbudget import measure
+from pytest_flopbudget.engine.generation import prefill_and_decode
+
+transformers = pytest.importorskip("transformers")
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+COUNTERS = ["torchprofile", "flop_counter"]
+V, H, I, L = 64, 32, 48, 2  # vocab, hidden, intermediate, layers
+HEADS, KV_HEADS = 4, 2
+HEAD_DIM = H // HEADS
+T = 10  # prompt tokens
+
+
+def build(config_class: type, model_class: type, meta: bool, **extra: object) -> torch.nn.Module:
+    config = config_class(
+        vocab_size=V, hidden_size=H, intermediate_size=I, num_hidden_layers=L, num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS, max_position_embeddings=64, **extra,
+    )
+    torch.manual_seed(0)
+    with warnings.catch_warnings(), torch.device("meta" if meta else "cpu"):
+        warnings.simplefilter("ignore")
+        return model_class(config).eval()
+
+
+def attention_projections(tokens: int) -> int:
+    """q and o: tokens*H*H each; k and v: tokens*H*(KV_HEADS*HEAD_DIM) each."""
+    return tokens * (2 * H * H + 2 * H * KV_HEADS * HEAD_DIM)
+
+
+def attention(queries: int, keys: int) -> int:
+    """QK^T + AV over every query head: HEADS * queries * keys * (HEAD_DIM + HEAD_DIM)."""
+    return HEADS * queries * keys * 2 * HEAD_DIM
+
+
+def ids(n: int = T, meta: bool = False) -> torch.Tensor:
+    return torch.randint(1, V, (1, n), device="meta" if meta else "cpu")
+
+
+# ---- mixture of experts: transformers' default experts path (torch._grouped_mm) ----------------
+
+EXPERTS, TOP_K = 4, 2
+
+
+def mixtral(meta: bool) -> torch.nn.Module:
+    return build(transformers.MixtralConfig, transformers.MixtralForCausalLM, meta, num_local_experts=EXPERTS, num_experts_per_tok=TOP_K)
+
+
+def mixtral_macs(tokens: int) -> int:
+    router = tokens * H * EXPERTS
+    experts = tokens * TOP_K * (H * 2 * I + I * H)  # each routed token: gate_up [H -> 2I], down [I -> H]
+    lm_head = tokens * H * V
+    return L * (attention_projections(tokens) + attention(tokens, tokens) + router + experts) + lm_head
+
+
+@pytest.mark.parametrize("meta", [True, False], ids=["meta-built", "real-weights"])
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_mixtral_moe_counts_tokens_times_top_k_experts(counter: str, meta: bool) -> None:
+    result = measure.using(counter=counter)(mixtral(meta), ids(meta=meta))
+    assert result.mode == "meta" and not result.notes
+    assert result.published_macs == mixtral_macs(T)
+    experts = L * T * TOP_K * (H * 2 * I + I * H)
+    assert result.by_operator["aten::_grouped_mm"] == experts
+    assert result.unpriced == {}
+
+
+def test_mixtral_counters_agree_to_the_mac() -> None:
+    trace, dispatch = (measure.using(counter=c)(mixtral(False), ids()) for c in COUNTERS)
+    assert trace.macs == dispatch.macs and trace.by_module == dispatch.by_module
+    assert (trace.capture, dispatch.capture) == ("trace", "dispatch")
+
+
+# ---- generation ----------------------------------------------------------------------------------
+
+NEW = 4  # new tokens: one prefill, NEW - 1 decode steps
+
+
+def llama(meta: bool) -> torch.nn.Module:
+    return build(transformers.LlamaConfig, transformers.LlamaForCausalLM, meta, pad_token_id=0, eos_token_id=None, bos_token_id=None)
+
+
+def mlp(tokens: int) -> int:
+    return tokens * 3 * H * I  # gate, up, down
+
+
+def generation_macs(prompt: int, new: int) -> int:
+    """Prefill over the prompt, then new-1 one-token steps; step i attends to prompt + i keys;
+    logits of the last position only (a H x V head once per forward)."""
+    prefill = L * (attention_projections(prompt) + attention(prompt, prompt) + mlp(prompt)) + H * V
+    steps = sum(L * (attention_projections(1) + attention(1, prompt + i) + mlp(1)) + H * V for i in range(1, new))
+    return prefill + steps
+
+
+def test_generate_with_real_weights_counts_with_the_default_settings() -> None:
+    model = llama(False)
+    prompt = ids()
+    result = measure(model.generate, prompt, max_new_tokens=NEW, do_sample=False)
+    assert result.published_macs == generation_macs(T, NEW)
+    assert result.capture == "dispatch" and any("trace failed" in note for note in result.notes)
+    assert not result.unpriced
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_prefill_and_decode_counts_a_meta_built_llm_like_generate(counter: str) -> None:
+    model = llama(True)
+    result = measure.using(counter=counter, mode="meta")(prefill_and_decode(model, NEW), ids(meta=True))
+    assert result.published_macs == generation_macs(T, NEW)
+    assert result.mode == "meta" and not result.unpriced
+
+
+def test_prefill_and_decode_matches_generate_and_leaves_the_model_alone() -> None:
+    model = llama(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prompt = ids()
+    recipe = measure(prefill_and_decode(model, NEW), prompt)  # real weights, counted on meta
+    real = measure(model.generate, prompt, max_new_tokens=NEW, do_sample=False)
+    assert recipe.mode == "meta" and recipe.published_macs == real.published_macs
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_prefill_and_decode_wants_a_positive_step_count() -> None:
+    with pytest.raises(ValueError, match="new_tokens must be a positive integer"):
+        prefill_and_decode(llama(True), 0)
+
+
+# ---- recurrent scans: Mamba's per-step selective scan (its pure-PyTorch path) --------------------
+
+STATE, CONV = 16, 4
+
+
+def mamba() -> torch.nn.Module:
+    config = transformers.MambaConfig(vocab_size=V, hidden_size=H, num_hidden_layers=L, state_size=STATE, conv_kernel=CONV, use_mambapy=False)
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        return transformers.MambaForCausalLM(config).eval()
+
+
+def mamba_macs(tokens: int) -> int:
+    inner, rank = 2 * H, math.ceil(H / 16)  # expand 2, dt rank ceil(H / 16)
+    per_layer = (
+        tokens * H * 2 * inner  # in_proj
+        + inner * (tokens + CONV - 1) * CONV  # depthwise causal conv, padded by CONV - 1, then cut
+        + tokens * inner * (rank + 2 * STATE)  # x_proj -> dt, B, C
+        + inner * rank * tokens  # dt_proj.weight @ dt
+        + tokens * inner * STATE  # scan: one state[inner, N] @ C[N] per step
+        + tokens * inner * H  # out_proj
+    )
+    return L * per_layer + tokens * H * V
+
+
+def test_mamba_scan_counts_exactly_with_both_counters() -> None:
+    model, x = mamba(), ids(meta=True)
+    trace, dispatch = (measure.using(counter=c)(model, x) for c in COUNTERS)
+    assert trace.capture == "trace" and trace.published_macs == mamba_macs(T)
+    assert dispatch.macs == trace.macs
+
+
+@pytest.mark.parametrize(
+    "limit, value, says",
+    [
+        ("TRACE_OP_LIMIT", 200, "more than 200 operators ran while tracing"),
+        ("TRACE_CALL_LIMIT", 50, "one module call ran more than 50 operators itself while tracing"),
+    ],
+)
+def test_a_long_scan_leaves_the_trace_for_the_dispatch_capture(monkeypatch: pytest.MonkeyPatch, limit: str, value: int, says: str) -> None:
+    """Past the limits the default counter stops the trace (a loop being unrolled): the scan's steps run
+    in the mixer's own forward (10 tokens: ~6 operators a step); the MACs stay those of the trace."""
+    from pytest_flopbudget.engine import count as counting
+
+    model, x = mamba(), ids(meta=True)
+    unrolled = measure(model, x)
+    monkeypatch.setattr(counting, limit, value)
+    result = measure(model, x)
+    assert result.capture == "dispatch" and result.macs == unrolled.macs
+    assert any(says in note for note in result.notes)
