@@ -26,8 +26,9 @@ import platform
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("meta", "engine-real", "torchprofile", "flop_counter")
@@ -106,7 +107,7 @@ def run_child(method: str, depth: int) -> None:
                       "dynamo": dynamo, "start_ts": T_START, "end_ts": time.time()}), flush=True)
 
 
-def _warm_call(method: str, model: Any, inputs: tuple[Any, Any], macs: int) -> Optional[float]:
+def _warm_call(method: str, model: Any, inputs: tuple[Any, Any], macs: int) -> float | None:
     """A second count in the same process (engine only: the baselines' second real forward is too slow)."""
     if method not in ("meta", "engine-real"):
         return None
@@ -127,7 +128,7 @@ class Measure:
     import_s: float
     build_s: float
     count_s: float
-    warm_s: Optional[float]
+    warm_s: float | None
     teardown_s: float
     rss_mb: float
     rss_built_mb: float
@@ -175,21 +176,21 @@ def measure(method: str, depth: int, repeat: int) -> Measure:
 
 # ---- report ---------------------------------------------------------------------
 
-Table = dict[int, dict[str, Optional[Measure]]]
+Table = dict[int, dict[str, Measure | None]]
 
 
-def _secs(value: Optional[float]) -> str:
+def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _cell(m: Optional[Measure]) -> str:
+def _cell(m: Measure | None) -> str:
     if m is None:
         return "skipped"
     warm = f" ({m.warm_s:.2f})" if m.warm_s is not None else ""
     return f"{m.count_s:.2f}{warm} s, {m.rss_mb:.0f} MB"
 
 
-def _ratio(base: Optional[Measure], fast: Optional[Measure], warm: bool = False) -> str:
+def _ratio(base: Measure | None, fast: Measure | None, warm: bool = False) -> str:
     if base is None or fast is None:
         return "-"
     return f"{base.count_s / (fast.warm_s if warm else fast.count_s):.1f}x"

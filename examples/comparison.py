@@ -14,7 +14,8 @@ Only plain data (``pytest_flopbudget.Record``): no torch here.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 SAMPLING_STEPS = 250  # DiT's sample.py default; keep equal to dit_model.SAMPLING_STEPS
 

@@ -22,10 +22,10 @@ class Cost:
     def total(self) -> int:
         return self.exact + self.elementwise
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         return Cost(self.exact + other.exact, self.elementwise + other.elementwise)
 
-    def times(self, factor: int) -> "Cost":
+    def times(self, factor: int) -> Cost:
         return Cost(self.exact * factor, self.elementwise * factor)
 
 

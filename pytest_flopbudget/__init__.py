@@ -33,7 +33,7 @@ class Measure:
         check_options(options)
         self.options = options
 
-    def using(self, **options: Any) -> "Measure":
+    def using(self, **options: Any) -> Measure:
         """A ``measure`` with these options (``counter``, ``mode``, ``unpriced``) over the current ones."""
         return Measure(**{**self.options, **options})
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -98,15 +97,15 @@ class SelfAttention(nn.Module):
         self.scale_mul_1H11 = nn.Parameter(torch.full((1, heads, 1, 1), math.log(4.0)))
         self.proj = nn.Linear(width, width)
         self.caching = False
-        self.cached_k: Optional[Tensor] = None
-        self.cached_v: Optional[Tensor] = None
+        self.cached_k: Tensor | None = None
+        self.cached_v: Tensor | None = None
 
     def set_kv_cache(self, enable: bool) -> None:
         self.caching = enable
         self.cached_k = None
         self.cached_v = None
 
-    def forward(self, x: Tensor, attn_bias: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, attn_bias: Tensor | None) -> Tensor:
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
         qkv = F.linear(x, self.mat_qkv.weight, bias).unflatten(-1, (3, self.heads, -1))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, l, 64)
@@ -164,7 +163,7 @@ class AdaLNBlock(nn.Module):
             ada = self.ada_lin(cond).view(-1, 1, 6, self.width)
         return ada.unbind(2)
 
-    def forward(self, x: Tensor, cond: Tensor, attn_bias: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, attn_bias: Tensor | None) -> Tensor:
         gamma1, gamma2, scale1, scale2, shift1, shift2 = self.modulation(cond)
         h = F.layer_norm(x, (self.width,), eps=LN_EPS) * (1 + scale1) + shift1
         x = x + gamma1 * self.attn(h, attn_bias)
@@ -230,7 +229,7 @@ class VAR(nn.Module):
         """lvl_embed(scale index) + pos_1LC, shape (1, L, C)."""
         return self.lvl_embed(self.lvl_1L) + self.pos_1LC
 
-    def run_blocks(self, x: Tensor, cond_BD: Tensor, attn_bias: Optional[Tensor]) -> Tensor:
+    def run_blocks(self, x: Tensor, cond_BD: Tensor, attn_bias: Tensor | None) -> Tensor:
         """All blocks, then head_nm and head: hidden (B, l, C) -> logits (B, l, V)."""
         ada_cond = self.shared_ada_lin(cond_BD)
         for block in self.blocks:
@@ -261,7 +260,7 @@ def build_var(
     depth: int,
     resolution: int = 256,
     device: str | torch.device = "meta",
-    shared_adaln: Optional[bool] = None,
+    shared_adaln: bool | None = None,
 ) -> VAR:
     """The VAR transformer of depth ``depth``; ``shared_adaln`` defaults to ``depth == 36``."""
     if shared_adaln is None:

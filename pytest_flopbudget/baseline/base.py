@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pytest_flopbudget.baseline import store as baseline_file
 
@@ -65,7 +66,7 @@ class Base:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Base":
+    def from_json(cls, data: Mapping[str, Any]) -> Base:
         entries = {rid: baseline_file.Entry(int(macs), dict(modules)) for rid, (macs, modules) in data["entries"].items()}
         return cls(data["label"], data["source"], entries, bool(data["exists"]), data.get("commit"))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -26,7 +25,7 @@ def _no_mha_fastpath() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
-def parameter_count(module: Optional[nn.Module]) -> int:
+def parameter_count(module: nn.Module | None) -> int:
     """Elements of the module's parameters (uninitialized lazy ones not counted)."""
     if module is None:
         return 0

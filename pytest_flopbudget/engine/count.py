@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -62,7 +62,7 @@ operators in all. Both limits count operators, not time: a model always takes th
 """
 
 
-def _default(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
+def _default(fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs: dict, meta: bool) -> Tally:
     """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go."""
     try:
         return trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
@@ -108,7 +108,7 @@ def _first_line(exc: BaseException) -> str:
 def _meta_first(
     backend: Callable[..., Tally],
     fn: Callable[..., Any],
-    module: Optional[nn.Module],
+    module: nn.Module | None,
     args: tuple,
     kwargs: dict,
     fall_back: bool,
@@ -148,7 +148,9 @@ def _callable_name(fn: Any) -> str:
     return f"the callable {name!r}"
 
 
-def _real(backend: Callable[..., Tally], fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, notes: list[str]) -> Tally:
+def _real(
+    backend: Callable[..., Tally], fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs: dict, meta: bool, notes: list[str]
+) -> Tally:
     """A pass on the model's own tensors; buffers and cached tensors are copied first and put back after."""
     with guard(module, copy_values=not meta) as lost:
         tally = backend(fn, module, args, kwargs, meta)
@@ -159,7 +161,7 @@ def _real(backend: Callable[..., Tally], fn: Callable[..., Any], module: Optiona
 def count(
     model: Any,
     args: tuple = (),
-    kwargs: Optional[dict] = None,
+    kwargs: dict | None = None,
     *,
     counter: str = "torchprofile",
     mode: str = "auto",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -38,7 +38,7 @@ def to_meta(tree: Any) -> Any:
     return pytree.tree_map(lambda x: _empty_meta(x) if isinstance(x, torch.Tensor) else x, tree)
 
 
-def all_meta(module: Optional[nn.Module], tree: Any) -> bool:
+def all_meta(module: nn.Module | None, tree: Any) -> bool:
     """True when every parameter, buffer and input tensor already lives on meta."""
     tensors = [x for x in pytree.tree_leaves(tree) if isinstance(x, torch.Tensor)]
     if module is not None:
@@ -47,7 +47,7 @@ def all_meta(module: Optional[nn.Module], tree: Any) -> bool:
 
 
 @contextmanager
-def weights_on_meta(module: Optional[nn.Module]) -> Iterator[None]:
+def weights_on_meta(module: nn.Module | None) -> Iterator[None]:
     """Swap every parameter and buffer of ``module`` for a meta tensor, restoring them on exit.
 
     Nothing is copied: the originals are only held and put back, even on error.
@@ -91,10 +91,10 @@ def traced_convolution(args: tuple) -> torch.Tensor:
         return _aten._convolution.default(*args, False, False, True, True)
 
 
-_TRACER_BIT: Optional[int] = None
+_TRACER_BIT: int | None = None
 
 
-def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: Optional[torch.Tensor] = None, bias: Any = None, out_dtype: Any = None) -> torch.Tensor:
+def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: torch.Tensor | None = None, bias: Any = None, out_dtype: Any = None) -> torch.Tensor:
     """``torch._grouped_mm``'s output from shapes (its meta kernel takes bfloat16 only; the CPU one float32 too)."""
     if a.dim() == 2 and b.dim() == 3:
         shape = [a.shape[0], b.shape[-1]]
@@ -112,7 +112,7 @@ def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: Optional[torch.Tens
 _GROUPED_MM = getattr(getattr(_aten, "_grouped_mm", None), "default", None)
 
 
-def meta_output(func: Any, args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+def meta_output(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
     """The meta output of an operator whose meta kernel refuses inputs its CPU kernel accepts, else None."""
     if func is _GROUPED_MM and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
         return _grouped_mm_meta(*args, **kwargs)
@@ -135,7 +135,7 @@ class MetaTraceFix(TorchDispatchMode):
     def _should_skip_dynamo(cls) -> bool:
         return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:
             return traced_convolution(args)
@@ -165,12 +165,12 @@ def meta_init() -> Iterator[None]:
     register_parameter = nn.Module.register_parameter
     register_buffer = nn.Module.register_buffer
 
-    def meta_parameter(self: nn.Module, name: str, param: Optional[nn.Parameter]) -> None:
+    def meta_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
         register_parameter(self, name, param)
         if param is not None and not param.is_meta and not isinstance(param, UninitializedTensorMixin):
             self._parameters[name] = _meta_parameter(param)
 
-    def meta_buffer(self: nn.Module, name: str, tensor: Optional[torch.Tensor], persistent: bool = True) -> None:
+    def meta_buffer(self: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         register_buffer(self, name, tensor, persistent)
         if tensor is not None and not tensor.is_meta and not isinstance(tensor, UninitializedTensorMixin):
             self._buffers[name] = tensor.detach().to("meta")

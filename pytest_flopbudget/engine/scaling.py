@@ -12,14 +12,15 @@ Pure standard library: torch is imported only when ``measure_at`` returns a mode
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 from pytest_flopbudget.results import conventions
 
 __all__ = ["Scaling", "assert_scaling", "fit_exponent"]
 
-Metric = Union[str, Callable[[Any], int]]
+Metric = str | Callable[[Any], int]
 
 
 @dataclass(frozen=True)

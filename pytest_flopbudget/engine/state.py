@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -136,7 +136,7 @@ def _is_lazy(module: nn.Module) -> bool:
 
 
 @contextmanager
-def guard(module: Optional[nn.Module], copy_values: bool = False) -> Iterator[list[str]]:
+def guard(module: nn.Module | None, copy_values: bool = False) -> Iterator[list[str]]:
     """Restore ``module``'s whole tensor state on exit (see the module docstring); yields a list that
     receives a note per tensor that was written in place and could not be restored."""
     modules = module.named_modules() if module is not None else []

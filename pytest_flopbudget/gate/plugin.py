@@ -10,7 +10,8 @@ the only process that writes files.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -182,7 +183,7 @@ class FlopMeter:
         self._options = dict(options or {})
         self.results: dict[str | None, FlopResult] = {} if results is None else results
 
-    def using(self, **options: Any) -> "FlopMeter":
+    def using(self, **options: Any) -> FlopMeter:
         """This fixture with counting options of its own: ``flops.using(unpriced="warn")(model, x)``.
 
         ``counter``, ``mode`` and ``unpriced`` as in ``--flop-counter``/``--flop-mode``/``--flop-unpriced``;

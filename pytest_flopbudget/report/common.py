@@ -7,8 +7,8 @@ Every output is deterministic (no timestamps), so reports diff cleanly between r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from pytest_flopbudget.results.result import GIGA, STATUSES, Record
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from pytest_flopbudget.report.common import FAILING, fmt_delta, fmt_gflops, sort_records
 from pytest_flopbudget.results.result import Record

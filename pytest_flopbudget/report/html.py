@@ -26,8 +26,8 @@ columns, and per test its changes against the base, module by module.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
-from typing import Iterable
 
 from pytest_flopbudget.report.common import (
     FAILING,

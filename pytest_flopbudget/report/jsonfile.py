@@ -8,7 +8,8 @@ changing an existing one: a top-level ``base`` object (null without a base) and,
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pytest_flopbudget.report.common import (
     BaseSummary,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from pytest_flopbudget.report.common import (
     UPDATE_COMMAND,

@@ -27,7 +27,7 @@ whole words only, so ``upsample_bilinear2d`` is never taken for a matmul.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "CATEGORIES",

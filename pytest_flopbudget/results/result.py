@@ -215,7 +215,7 @@ class Record:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Record":
+    def from_json(cls, data: dict) -> Record:
         data = dict(data)
         loc = data.get("location")
         data["location"] = (loc[0], int(loc[1])) if loc else None

@@ -13,7 +13,7 @@ import pytest
 from pytest_flopbudget.baseline import store as baseline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from baseline_writer import META, make_entries  # noqa: E402
+from baseline_writer import META, make_entries
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and flock are POSIX")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
@@ -78,7 +78,7 @@ class KeywordOnly(nn.Module):
         super().__init__()
         self.lin = nn.Linear(4, 3)
 
-    def forward(self, *, x: torch.Tensor, extra: Optional[dict] = None, scale: float = 1.0) -> dict:
+    def forward(self, *, x: torch.Tensor, extra: dict | None = None, scale: float = 1.0) -> dict:
         y = self.lin(x)
         if extra is not None:
             y = y + self.lin(extra["more"][0])
@@ -97,7 +97,7 @@ def test_keyword_only_model_with_nested_inputs(counter: str) -> None:
 class Output:
     logits: torch.Tensor
     hidden: tuple = ()
-    loss: Optional[torch.Tensor] = None
+    loss: torch.Tensor | None = None
 
 
 class ModelOutput(collections.OrderedDict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
@@ -146,7 +146,7 @@ class Attention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).flatten(2))
@@ -320,8 +320,8 @@ def test_a_failing_loss_leaves_everything_as_it_was() -> None:
 class Output(OrderedDict):
     """Shaped like a transformers ModelOutput: a dict with attribute access."""
 
-    logits: Optional[torch.Tensor] = None
-    loss: Optional[torch.Tensor] = None
+    logits: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -334,7 +334,7 @@ class WithLabels(nn.Module):
         super().__init__()
         self.lin = nn.Linear(D0, D1)
 
-    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Output:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Output:
         logits = self.lin(x)
         loss = None if labels is None else (logits * logits).mean() + F.cross_entropy(logits, labels)
         return Output(logits=logits, loss=loss)

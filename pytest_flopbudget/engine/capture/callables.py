@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, Optional
+from typing import Any
 
 import torch.nn as nn
 
@@ -62,7 +62,7 @@ def _named_values(obj: Any) -> Iterator[tuple[str, Any]]:
     except TypeError:
         return
     yield from attributes.items()
-    bound_call = getattr(type(obj), "__call__", None)
+    bound_call = getattr(type(obj), "__call__", None)  # noqa: B004  (the class's __call__ function, read for its globals)
     if inspect.isfunction(bound_call):
         yield from _named_values(bound_call)
 
@@ -97,7 +97,7 @@ def _outermost(found: dict[str, nn.Module]) -> dict[str, nn.Module]:
     return {name: m for name, m in found.items() if id(m) not in inside}
 
 
-def resolve(model: Any) -> tuple[Callable[..., Any], Optional[nn.Module]]:
+def resolve(model: Any) -> tuple[Callable[..., Any], nn.Module | None]:
     """The callable to run and the module holding its weights: the model itself, the one module a callable
     reaches, a :class:`Modules` view of several, or None when it reaches none."""
     if isinstance(model, nn.Module):

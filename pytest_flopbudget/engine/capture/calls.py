@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -72,7 +72,7 @@ def _call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
 
 
 @contextmanager
-def module_calls(module: Optional[nn.Module], index: dict[int, int], enter: Callable[[int], None],
+def module_calls(module: nn.Module | None, index: dict[int, int], enter: Callable[[int], None],
                  leave: Callable[[Any], None]) -> Iterator[None]:
     """In this thread, call ``enter(i)`` and ``leave(output)`` around every call of the i-th submodule
     of ``module`` (``index`` maps the ``id`` of each of :func:`.tally.submodules` to its position);

@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -69,7 +69,7 @@ def _outputs(out: Any) -> list[Variable]:
     return [_variable(v, -1 - i) for i, v in enumerate(items)]
 
 
-def _bind(schema: Any, args: tuple, kwargs: dict) -> Optional[list[Any]]:
+def _bind(schema: Any, args: tuple, kwargs: dict) -> list[Any] | None:
     """The arguments in schema order (defaults filled in), or None when they do not fit this schema."""
     params = schema.arguments
     positional = [a for a in params if not a.kwarg_only]
@@ -107,10 +107,10 @@ def _composite_schemas(name: str) -> list[Any]:
     return found
 
 
-_SCHEMAS: dict[Any, tuple[str, list[Any], Optional[inspect.Signature]]] = {}
+_SCHEMAS: dict[Any, tuple[str, list[Any], inspect.Signature | None]] = {}
 
 
-def _composite_of(func: Any) -> tuple[str, list[Any], Optional[inspect.Signature]]:
+def _composite_of(func: Any) -> tuple[str, list[Any], inspect.Signature | None]:
     """The operator name, composite schemas with a rule, and Python signature (for Python functions) of ``func``."""
     try:
         return _SCHEMAS[func]
@@ -135,7 +135,7 @@ def _composite_of(func: Any) -> tuple[str, list[Any], Optional[inspect.Signature
     return entry
 
 
-def _bind_call(func: Any, args: tuple, kwargs: dict) -> Optional[tuple[str, list[Any]]]:
+def _bind_call(func: Any, args: tuple, kwargs: dict) -> tuple[str, list[Any]] | None:
     operator, schemas, signature = _composite_of(func)
     if not schemas:
         return None
@@ -171,7 +171,7 @@ _FREE, _PRICED, _UNPRICED = range(3)
 class _Capture:
     """The running tally and the module stack; prices a call of one operator."""
 
-    def __init__(self, where: Optional[Callable[[], str]] = None) -> None:
+    def __init__(self, where: Callable[[], str] | None = None) -> None:
         self.tally = Tally()
         self.where = where  # names the module for code outside any submodule's forward
         self.names: list[str] = []
@@ -256,7 +256,7 @@ class _Dispatch(TorchDispatchMode):
         super().__init__()
         self.state = state
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = meta_output(func, args, kwargs)
         if out is None:
@@ -273,7 +273,7 @@ class _Composites(TorchFunctionMode):
         super().__init__()
         self.state = state
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         call = None if self.state.muted else _bind_call(func, args, kwargs)
         if call is None:
@@ -288,7 +288,7 @@ class _Composites(TorchFunctionMode):
 
 
 @contextmanager
-def capture(module: Optional[nn.Module] = None, where: Optional[Callable[[], str]] = None) -> Iterator[Tally]:
+def capture(module: nn.Module | None = None, where: Callable[[], str] | None = None) -> Iterator[Tally]:
     """Count every operator that runs inside the block; yields the running :class:`Tally`.
 
     ``module``'s submodules attribute the MACs of their forward (by forward hooks);
@@ -305,7 +305,7 @@ def capture(module: Optional[nn.Module] = None, where: Optional[Callable[[], str
             yield state.tally
 
 
-def run(fn: Any, module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool) -> Tally:
+def run(fn: Any, module: nn.Module | None, args: tuple, kwargs: dict, meta: bool) -> Tally:
     """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`."""
     with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module) as tally:
         fn(*args, **kwargs)

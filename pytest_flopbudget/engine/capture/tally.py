@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch.nn as nn
 
@@ -50,14 +50,14 @@ def _post_hook(leave: Callable[[Any], None]) -> Callable[..., None]:
     return hook
 
 
-def submodules(module: Optional[nn.Module]) -> list[tuple[str, nn.Module]]:
+def submodules(module: nn.Module | None) -> list[tuple[str, nn.Module]]:
     """The named submodules in ``named_modules`` order, the model itself left out, a shared one once:
     the i-th is the one ``enter(i)`` names."""
     return [] if module is None else [(name, sub) for name, sub in module.named_modules() if name]
 
 
 @contextmanager
-def module_hooks(module: Optional[nn.Module], enter: Callable[[int], None], leave: Callable[[Any], None]) -> Iterator[list[str]]:
+def module_hooks(module: nn.Module | None, enter: Callable[[int], None], leave: Callable[[Any], None]) -> Iterator[list[str]]:
     """Call ``enter(i)``/``leave(output)`` around the forward of the i-th named submodule; yields the names."""
     named = submodules(module)
     handles = []

@@ -8,7 +8,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -65,7 +65,7 @@ class OpBudget(TorchDispatchMode):
         if self.own[-1] > self.per_call:
             raise TraceTooLong(f"one module call ran more than {self.per_call:,} operators itself while tracing")
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         self.tick()
         return func(*args, **(kwargs or {}))
 
@@ -97,7 +97,7 @@ class _Bound(nn.Module):
     parameters and buffers are the state the trace takes as inputs.
     """
 
-    def __init__(self, fn: Callable[..., Any], owner: Optional[nn.Module], args: tuple, kwargs: dict) -> None:
+    def __init__(self, fn: Callable[..., Any], owner: nn.Module | None, args: tuple, kwargs: dict) -> None:
         super().__init__()
         self.owner = owner
         self.call = fn
@@ -135,7 +135,7 @@ def _constant(value: Any) -> Any:
     return None
 
 
-def _shape_of(value: Any) -> Optional[list[int]]:
+def _shape_of(value: Any) -> list[int] | None:
     try:
         return value.type().sizes()
     except Exception:
@@ -213,7 +213,8 @@ def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
     scope-block and fork fix-ups, inlining, tuple lowering, dead-code elimination (with alias analysis)
     and a lint, each a walk over the whole graph. On a flat graph without calls or tuples, every pass
     but dead-code elimination changes nothing, so this registers the same tuple and runs that same
-    pass (``EliminateDeadCode`` on the graph), and the priced graph is the one the tracer would return. Returns ``False`` (the graph untouched) where a pass would do
+    pass (``EliminateDeadCode`` on the graph), and the priced graph is the one the tracer would return.
+    Returns ``False`` (the graph untouched) where a pass would do
     more; raises the tracer's own error for an output that no traced operation made.
     """
     if any(graph.findNode(kind) is not None for kind in _RESTRUCTURED):
@@ -307,7 +308,7 @@ class _TraceThread(threading.Thread):
         self.grad = torch.is_grad_enabled()
         self.context = contextvars.copy_context()
         self.result: Any = None
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
@@ -349,7 +350,7 @@ def shallow(fn: Callable[..., Any], *args: Any) -> Any:
     return thread.result
 
 
-def trace(fn: Callable[..., Any], module: Optional[nn.Module], args: tuple, kwargs: dict, meta: bool, budget: Optional[OpBudget] = None) -> Tally:
+def trace(fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs: dict, meta: bool, budget: OpBudget | None = None) -> Tally:
     """Trace one call of ``fn`` and price every node of its TorchScript graph with the registry (scopes
     ``m<i>`` in the graph name the i-th submodule).
 
@@ -420,7 +421,7 @@ def _price(graph: Any, names: list[str]) -> Tally:
     """Every node of a traced graph priced with the registry; ``names[i]`` is the module of scope ``m<i>``."""
     tally = Tally(capture="trace")
     # node kind -> (operator, free: True, priced: False, unpriced: None); scope -> module name
-    status: dict[str, tuple[str, Optional[bool]]] = {}
+    status: dict[str, tuple[str, bool | None]] = {}
     modules: dict[str, str] = {}
     for jit_node in graph.nodes():
         kind = jit_node.kind()

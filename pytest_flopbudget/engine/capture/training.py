@@ -21,7 +21,7 @@ import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -111,7 +111,7 @@ class _StrayTensorsOnMeta(TorchDispatchMode):
     """A real tensor the code holds itself (a loss closure's targets, a constant in an attribute) meets the
     meta activations: give the operator a meta stand-in of it (CPU scalars mix with meta as they are)."""
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         if any(t.is_meta for t in tensors) and any(not t.is_meta and t.dim() > 0 for t in tensors):
@@ -144,7 +144,7 @@ def _default_loss(output: Any) -> torch.Tensor:
     return total
 
 
-def _scalar_loss(output: Any, loss: Optional[Callable[[Any], Any]]) -> torch.Tensor:
+def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None) -> torch.Tensor:
     value = _default_loss(output) if loss is None else loss(output)
     if not isinstance(value, torch.Tensor):
         raise TrainStepError(f"loss must return a tensor, got {type(value).__name__}")
@@ -184,7 +184,7 @@ def _same_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict]) -> tor
     return clone
 
 
-def _bound_optimizer(optimizer: Any, model: nn.Module, swapped: dict[int, nn.Parameter]) -> Optional[torch.optim.Optimizer]:
+def _bound_optimizer(optimizer: Any, model: nn.Module, swapped: dict[int, nn.Parameter]) -> torch.optim.Optimizer | None:
     """The optimizer the counted step runs: a copy of the user's bound to the meta parameters, or the
     factory's optimizer over them."""
     if optimizer is None:
@@ -247,7 +247,7 @@ class _VoidKernelsOnMeta(TorchDispatchMode):
     time of a VAR step's count). Argument checks of those kernels are skipped with them. Entered below
     :func:`capture`, which prices them first."""
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if not func._schema.returns:
             tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
@@ -284,7 +284,7 @@ class _TagNodes(TorchFunctionMode):
         super().__init__()
         self.where = where
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         for t in pytree.tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.grad_fn is not None:
@@ -339,7 +339,7 @@ class _FusedKernelsOnMeta(TorchFunctionMode):
       backward is free like its forward.
     """
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = None
         if func is F.scaled_dot_product_attention:
@@ -349,7 +349,7 @@ class _FusedKernelsOnMeta(TorchFunctionMode):
         return func(*args, **kwargs) if out is None else out
 
 
-def _native_dropout_on_meta(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+def _native_dropout_on_meta(args: tuple, kwargs: dict) -> torch.Tensor | None:
     call = dict(zip(("input", "p", "training", "inplace"), args), **kwargs)
     x, p = call.get("input"), call.get("p", 0.5)
     if not isinstance(x, torch.Tensor) or not x.is_meta or not call.get("training", True) or call.get("inplace"):
@@ -359,7 +359,7 @@ def _native_dropout_on_meta(args: tuple, kwargs: dict) -> Optional[torch.Tensor]
     return torch.native_dropout(x, p, True)[0]
 
 
-def _flash_on_meta(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+def _flash_on_meta(args: tuple, kwargs: dict) -> torch.Tensor | None:
     call = dict(zip(_SDPA_ARGS, args), **kwargs)
     q, k, v = call.get("query"), call.get("key"), call.get("value")
     if not all(isinstance(t, torch.Tensor) and t.is_meta for t in (q, k, v)) or call.get("enable_gqa"):
@@ -396,7 +396,7 @@ def _merge(tallies: dict[str, Tally]) -> Tally:
 
 
 def _run_step(
-    model: nn.Module, args: tuple, kwargs: dict, loss: Optional[Callable[[Any], Any]], optimizer: Any
+    model: nn.Module, args: tuple, kwargs: dict, loss: Callable[[Any], Any] | None, optimizer: Any
 ) -> tuple[dict[str, Tally], list[str]]:
     """The three phases on meta, each in its own capture; the model as it was on exit."""
     tallies: dict[str, Tally] = {}
@@ -431,7 +431,7 @@ def _run_step(
     return tallies, lost
 
 
-def _needs_real_values(exc: Exception) -> Optional[TrainStepError]:
+def _needs_real_values(exc: Exception) -> TrainStepError | None:
     """The error to raise instead when the step failed because the model needs real values on meta."""
     text = str(exc).strip()
     if isinstance(exc, TrainStepError) or not any(words in text.lower() for words in NEEDS_VALUES):
@@ -447,9 +447,9 @@ def _needs_real_values(exc: Exception) -> Optional[TrainStepError]:
 def count_train_step(
     model: nn.Module,
     args: tuple = (),
-    kwargs: Optional[dict] = None,
+    kwargs: dict | None = None,
     *,
-    loss: Optional[Callable[[Any], Any]] = None,
+    loss: Callable[[Any], Any] | None = None,
     optimizer: Any = None,
     unpriced: str = "fail",
 ) -> FlopResult:

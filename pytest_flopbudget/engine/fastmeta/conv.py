@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -22,7 +22,7 @@ from .mode import (
 
 
 def _conv_shape(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
-                output_padding: Any, groups: int) -> Optional[list[int]]:
+                output_padding: Any, groups: int) -> list[int] | None:
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(x, *params) is None or 0 in x.shape:  # torch makes a contiguous output whatever the layouts
         return None
@@ -53,7 +53,7 @@ def _conv_shape(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilat
 
 @shape_fn(aten.convolution.default)
 def _convolution(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
-                 output_padding: Any, groups: int) -> Optional[torch.Tensor]:
+                 output_padding: Any, groups: int) -> torch.Tensor | None:
     if torch._C._get_tracing_state() is not None:
         return None  # re-issued as aten::_convolution for the tracer (FastMeta.__torch_dispatch__)
     shape = _conv_shape(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
@@ -62,7 +62,7 @@ def _convolution(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dila
 
 @shape_fn(aten._convolution.default)
 def _convolution_traced(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
-                        output_padding: Any, groups: int, *flags: Any) -> Optional[torch.Tensor]:
+                        output_padding: Any, groups: int, *flags: Any) -> torch.Tensor | None:
     shape = _conv_shape(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     return None if shape is None else _contiguous(shape, x.dtype)
 
@@ -71,7 +71,7 @@ def _convolution_traced(x: Any, weight: Any, bias: Any, stride: Any, padding: An
 
 
 
-def _resize(x: Any, output_size: Any) -> Optional[torch.Tensor]:
+def _resize(x: Any, output_size: Any) -> torch.Tensor | None:
     """Interpolation to ``output_size``: contiguous, or channels-last when the input's strides are NHWC-ordered."""
     if _same_float(x) is None or x.dim() != 4 or len(output_size) != 2:
         return None
@@ -84,10 +84,10 @@ def _resize(x: Any, output_size: Any) -> Optional[torch.Tensor]:
 
 
 @shape_fn(aten.upsample_bicubic2d.default, aten.upsample_bilinear2d.default)
-def _upsample_interp(x: Any, output_size: Any, align_corners: bool, *scales: Any) -> Optional[torch.Tensor]:
+def _upsample_interp(x: Any, output_size: Any, align_corners: bool, *scales: Any) -> torch.Tensor | None:
     return _resize(x, output_size)
 
 
 @shape_fn(aten.upsample_nearest2d.default)
-def _upsample_nearest(x: Any, output_size: Any, *scales: Any) -> Optional[torch.Tensor]:
+def _upsample_nearest(x: Any, output_size: Any, *scales: Any) -> torch.Tensor | None:
     return _resize(x, output_size)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -26,14 +26,14 @@ from .mode import (
 
 
 @shape_fn(aten.clone.default)
-def _clone(x: Any, *, memory_format: Any = None) -> Optional[torch.Tensor]:
+def _clone(x: Any, *, memory_format: Any = None) -> torch.Tensor | None:
     if memory_format not in (None, torch.preserve_format) or not _meta(x) or not _canonical(x):
         return None
     return _contiguous(x.shape, x.dtype)
 
 
 @shape_fn(aten.cat.default)
-def _cat(tensors: Any, dim: int = 0) -> Optional[torch.Tensor]:
+def _cat(tensors: Any, dim: int = 0) -> torch.Tensor | None:
     """torch concatenates, then copies to channels-last when every input's strides suggest it, else contiguous."""
     if not tensors or tensors[0].dtype not in _COMPARABLE or not all(_meta(t) and t.dtype == tensors[0].dtype for t in tensors):
         return None  # one dtype (torch promotes mixed ones)
@@ -55,7 +55,7 @@ def _cat(tensors: Any, dim: int = 0) -> Optional[torch.Tensor]:
 
 @shape_fn(aten.full_like.default, aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default)
 def _like(self: Any, *value: Any, dtype: Any = None, layout: Any = None, device: Any = None,
-          pin_memory: Any = None, memory_format: Any = None) -> Optional[torch.Tensor]:
+          pin_memory: Any = None, memory_format: Any = None) -> torch.Tensor | None:
     """A new tensor shaped like ``self`` (canonical contiguous ``self`` only: then every memory format agrees)."""
     if not _meta(self) or not _canonical(self) or layout not in (None, torch.strided) or pin_memory:
         return None
@@ -70,7 +70,7 @@ def _like(self: Any, *value: Any, dtype: Any = None, layout: Any = None, device:
 
 @shape_fn(aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default, aten.new_full.default)
 def _new_like(self: Any, size: Any, *value: Any, dtype: Any = None, layout: Any = None, device: Any = None,
-              pin_memory: Any = None) -> Optional[torch.Tensor]:
+              pin_memory: Any = None) -> torch.Tensor | None:
     if not _meta(self) or layout not in (None, torch.strided) or pin_memory or any(s < 0 for s in size):
         return None
     if device is not None and torch.device(device).type != "meta":

@@ -3,7 +3,7 @@ comparisons, activation backward, clamp, masked_fill, where."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -26,7 +26,7 @@ from .mode import (
 # ---- elementwise operators ------------------------------------------------------------
 
 
-def _float_operands(args: tuple) -> Optional[tuple[list[torch.Tensor], torch.dtype]]:
+def _float_operands(args: tuple) -> tuple[list[torch.Tensor], torch.dtype] | None:
     """The meta tensors among ``args`` and their result dtype, when torch's promotion is plain.
 
     Plain means: every tensor is a meta tensor of one floating dtype, every other
@@ -47,7 +47,7 @@ def _float_operands(args: tuple) -> Optional[tuple[list[torch.Tensor], torch.dty
     return tensors, dtype
 
 
-def _unary(self: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
+def _unary(self: Any, *rest: Any, **kwargs: Any) -> torch.Tensor | None:
     found = _float_operands((self, *rest))
     if found is None or len(found[0]) != 1 or kwargs.keys() - {"approximate", "alpha"}:
         return None
@@ -59,7 +59,7 @@ def _unary(self: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
     return out
 
 
-def _scalar_arithmetic(self: Any, other: Any, *rest: Any) -> Optional[torch.Tensor]:
+def _scalar_arithmetic(self: Any, other: Any, *rest: Any) -> torch.Tensor | None:
     """mul/add/sub/div/rsub with a Python number: torch's elementwise layout rule, also where it
     differs from a dense input's strides in size-1 dimensions."""
     found = _float_operands((self, other, *rest))
@@ -68,7 +68,7 @@ def _scalar_arithmetic(self: Any, other: Any, *rest: Any) -> Optional[torch.Tens
     return _elementwise(found[0], found[1])
 
 
-def _arithmetic(self: Any, other: Any, *rest: Any, **kwargs: Any) -> Optional[torch.Tensor]:
+def _arithmetic(self: Any, other: Any, *rest: Any, **kwargs: Any) -> torch.Tensor | None:
     """add/sub/mul/div: ``other`` a tensor or a Python number (a wrapped scalar arrives as one)."""
     if rest or kwargs.keys() - {"alpha"} or kwargs.get("alpha", 1) != 1:
         return None  # torch scales ``other`` first, into a layout of its own
@@ -78,14 +78,14 @@ def _arithmetic(self: Any, other: Any, *rest: Any, **kwargs: Any) -> Optional[to
     return _elementwise(found[0], found[1])
 
 
-def _binary(self: Any, other: Any) -> Optional[torch.Tensor]:
+def _binary(self: Any, other: Any) -> torch.Tensor | None:
     """Two tensors (maximum, minimum, pow)."""
     if not isinstance(other, torch.Tensor):
         return None
     return _arithmetic(self, other)
 
 
-def _compare(self: Any, other: Any) -> Optional[torch.Tensor]:
+def _compare(self: Any, other: Any) -> torch.Tensor | None:
     """lt/le/gt/ge/eq/ne of two tensors (``.Tensor``) or a tensor and a number (``.Scalar``)."""
     tensors = [t for t in (self, other) if isinstance(t, torch.Tensor)]
     dtype = self.dtype
@@ -98,11 +98,11 @@ def _compare(self: Any, other: Any) -> Optional[torch.Tensor]:
     return _elementwise(tensors, torch.bool)
 
 
-def _compare_tensors(self: Any, other: Any) -> Optional[torch.Tensor]:
+def _compare_tensors(self: Any, other: Any) -> torch.Tensor | None:
     return _compare(self, other) if isinstance(other, torch.Tensor) else None
 
 
-def _compare_number(self: Any, other: Any) -> Optional[torch.Tensor]:
+def _compare_number(self: Any, other: Any) -> torch.Tensor | None:
     return None if isinstance(other, torch.Tensor) else _compare(self, other)
 
 
@@ -123,7 +123,7 @@ shape_fn(aten.lt.Scalar, aten.le.Scalar, aten.gt.Scalar, aten.ge.Scalar, aten.eq
 
 @shape_fn(aten.gelu_backward.default, aten.silu_backward.default, aten.sigmoid_backward.default,
           aten.tanh_backward.default)
-def _activation_backward(grad: Any, x: Any, *, approximate: str = "none") -> Optional[torch.Tensor]:
+def _activation_backward(grad: Any, x: Any, *, approximate: str = "none") -> torch.Tensor | None:
     """An activation's gradient: elementwise over ``grad`` and the saved tensor, both of one shape and
     canonical contiguous (the kernels are composites, which re-derive other layouts step by step)."""
     if not (_meta(x) and _meta(grad) and grad.shape == x.shape and _canonical(grad) and _canonical(x)):
@@ -132,14 +132,14 @@ def _activation_backward(grad: Any, x: Any, *, approximate: str = "none") -> Opt
 
 
 @shape_fn(aten.rsub.Tensor)
-def _rsub(self: Any, other: Any, *, alpha: Any = 1) -> Optional[torch.Tensor]:
+def _rsub(self: Any, other: Any, *, alpha: Any = 1) -> torch.Tensor | None:
     if not isinstance(other, torch.Tensor):
         return None
     return _arithmetic(other, self, alpha=alpha)  # other - alpha * self: the layout follows ``other`` first
 
 
 @shape_fn(aten.bitwise_not.default, aten.logical_not.default)
-def _not(self: Any) -> Optional[torch.Tensor]:
+def _not(self: Any) -> torch.Tensor | None:
     """~mask: a dense bool tensor keeps its layout."""
     if not (_meta(self) and self.dtype == torch.bool and _dense(self.shape, self.stride())):
         return None
@@ -148,14 +148,14 @@ def _not(self: Any) -> Optional[torch.Tensor]:
 
 
 @shape_fn(aten.clamp.default)
-def _clamp(self: Any, min: Any = None, max: Any = None) -> Optional[torch.Tensor]:
+def _clamp(self: Any, min: Any = None, max: Any = None) -> torch.Tensor | None:
     if min is None and max is None:
         return None  # torch raises
     return _unary(self, min, max)
 
 
 @shape_fn(aten.masked_fill.Scalar)
-def _masked_fill(self: Any, mask: Any, value: Any) -> Optional[torch.Tensor]:
+def _masked_fill(self: Any, mask: Any, value: Any) -> torch.Tensor | None:
     if not (_meta(self) and self.dtype in _FLOATS and _meta(mask) and mask.dtype == torch.bool):
         return None
     if not isinstance(value, _NUMBERS):
@@ -167,7 +167,7 @@ def _masked_fill(self: Any, mask: Any, value: Any) -> Optional[torch.Tensor]:
 
 
 @shape_fn(aten.where.self)
-def _where(condition: Any, self: Any, other: Any) -> Optional[torch.Tensor]:
+def _where(condition: Any, self: Any, other: Any) -> torch.Tensor | None:
     found = _float_operands((self, other))
     if found is None or len(found[0]) != 2 or not (_meta(condition) and condition.dtype == torch.bool):
         return None

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -29,22 +29,22 @@ def _fillable(t: Any) -> bool:
 
 
 @shape_fn(aten.uniform_.default)
-def _uniform(self: Any, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> Optional[torch.Tensor]:
+def _uniform(self: Any, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> torch.Tensor | None:
     return self if _fillable(self) and low <= high else None
 
 
 @shape_fn(aten.normal_.default)
-def _normal(self: Any, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Optional[torch.Tensor]:
+def _normal(self: Any, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> torch.Tensor | None:
     return self if _fillable(self) and std >= 0 else None
 
 
 @shape_fn(aten.fill_.Scalar)
-def _fill(self: Any, value: Any) -> Optional[torch.Tensor]:
+def _fill(self: Any, value: Any) -> torch.Tensor | None:
     return self if _fillable(self) and isinstance(value, _NUMBERS) else None
 
 
 @shape_fn(aten.zero_.default)
-def _zero(self: Any) -> Optional[torch.Tensor]:
+def _zero(self: Any) -> torch.Tensor | None:
     return self if _fillable(self) else None
 
 
@@ -62,7 +62,7 @@ def _factory(layout: Any, device: Any, pin_memory: Any) -> bool:
     return device == _META and layout in (None, torch.strided) and not pin_memory
 
 
-def _made(size: Any, dtype: torch.dtype) -> Optional[torch.Tensor]:
+def _made(size: Any, dtype: torch.dtype) -> torch.Tensor | None:
     """A contiguous meta tensor of ``size``, or ``None`` (torch's kernel) for a size that is not plain
     non-negative integers."""
     sizes = list(size)
@@ -71,7 +71,7 @@ def _made(size: Any, dtype: torch.dtype) -> Optional[torch.Tensor]:
 
 @shape_fn(aten.randn.default, aten.randn.generator)
 def _randn(size: Any, *, generator: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
-           pin_memory: Any = None) -> Optional[torch.Tensor]:
+           pin_memory: Any = None) -> torch.Tensor | None:
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not _factory(layout, device, pin_memory) or dtype not in _FLOATS:
         return None
@@ -80,7 +80,7 @@ def _randn(size: Any, *, generator: Any = None, dtype: Any = None, layout: Any =
 
 @shape_fn(aten.randint.default, aten.randint.low)
 def _randint(*args: Any, generator: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
-             pin_memory: Any = None) -> Optional[torch.Tensor]:
+             pin_memory: Any = None) -> torch.Tensor | None:
     low, high, size = (0, *args) if len(args) == 2 else args
     dtype = torch.int64 if dtype is None else dtype
     if not _factory(layout, device, pin_memory) or dtype not in (torch.int64, torch.int32):
@@ -95,7 +95,7 @@ def _number(x: Any) -> bool:
 
 
 @shape_fn(aten.arange.default, aten.arange.start, aten.arange.start_step)
-def _arange(*args: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Optional[torch.Tensor]:
+def _arange(*args: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> torch.Tensor | None:
     start, end, step = (0, args[0], 1) if len(args) == 1 else (*args, 1) if len(args) == 2 else args
     if not all(_number(x) for x in (start, end, step)) or step == 0:
         return None
@@ -112,7 +112,7 @@ def _arange(*args: Any, dtype: Any = None, layout: Any = None, device: Any = Non
 
 @shape_fn(aten.linspace.default)
 def _linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, layout: Any = None, device: Any = None,
-              pin_memory: Any = None) -> Optional[torch.Tensor]:
+              pin_memory: Any = None) -> torch.Tensor | None:
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not _factory(layout, device, pin_memory) or dtype not in _FLOATS:
         return None
@@ -122,7 +122,7 @@ def _linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, layout: An
 
 
 @shape_fn(aten.eye.default, aten.eye.m)
-def _eye(n: int, *rest: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Optional[torch.Tensor]:
+def _eye(n: int, *rest: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> torch.Tensor | None:
     m = rest[0] if rest else n
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not _factory(layout, device, pin_memory) or dtype not in _COMPARABLE:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -85,7 +85,7 @@ def _dense(shape: Any, strides: Any) -> bool:
     return True
 
 
-def _broadcast(shapes: list[Any]) -> Optional[list[int]]:
+def _broadcast(shapes: list[Any]) -> list[int] | None:
     ndim = max(len(s) for s in shapes)
     out = [1] * ndim
     for shape in shapes:
@@ -172,7 +172,7 @@ def _elementwise_strides(shape: list[int], layouts: list[Any]) -> list[int]:
     return strides
 
 
-def _elementwise(tensors: list[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
+def _elementwise(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor | None:
     """A new meta tensor for an elementwise result over ``tensors`` (broadcast together)."""
     if tensors[0].dtype in _LOW and not all(_dense(t.shape, t.stride()) for t in tensors):
         return None  # torch first copies such inputs to float32 in a layout of its own
@@ -194,14 +194,14 @@ def _elementwise(tensors: list[torch.Tensor], dtype: torch.dtype) -> Optional[to
     return _new(out, _elementwise_strides(out, layouts), dtype)
 
 
-def _same_float(*tensors: Any) -> Optional[torch.dtype]:
+def _same_float(*tensors: Any) -> torch.dtype | None:
     dtype = tensors[0].dtype
     if dtype not in _FLOATS or not all(_meta(t) and t.dtype == dtype for t in tensors):
         return None
     return dtype
 
 
-def _dim(dim: int, ndim: int) -> Optional[int]:
+def _dim(dim: int, ndim: int) -> int | None:
     span = max(ndim, 1)
     if not -span <= dim < span:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -23,14 +23,14 @@ from .mode import (
 
 
 @shape_fn(aten.mm.default)
-def _mm(a: Any, b: Any) -> Optional[torch.Tensor]:
+def _mm(a: Any, b: Any) -> torch.Tensor | None:
     if _same_float(a, b) is None or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         return None
     return _contiguous((a.shape[0], b.shape[1]), a.dtype)
 
 
 @shape_fn(aten.addmm.default)
-def _addmm(bias: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Optional[torch.Tensor]:
+def _addmm(bias: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> torch.Tensor | None:
     out = _mm(a, b)
     if out is None or _same_float(bias, a) is None or _broadcast([bias.shape, out.shape]) != list(out.shape):
         return None
@@ -38,7 +38,7 @@ def _addmm(bias: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Optio
 
 
 @shape_fn(aten.bmm.default)
-def _bmm(a: Any, b: Any) -> Optional[torch.Tensor]:
+def _bmm(a: Any, b: Any) -> torch.Tensor | None:
     if _same_float(a, b) is None or a.dim() != 3 or b.dim() != 3:
         return None
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
@@ -48,7 +48,7 @@ def _bmm(a: Any, b: Any) -> Optional[torch.Tensor]:
 
 @shape_fn(aten.embedding.default)
 def _embedding(weight: Any, indices: Any, padding_idx: int = -1, scale_grad_by_freq: bool = False,
-               sparse: bool = False) -> Optional[torch.Tensor]:
+               sparse: bool = False) -> torch.Tensor | None:
     """Rows of ``weight`` gathered by integer ``indices``: a new contiguous ``indices.shape + (dim,)``.
 
     (torch's meta kernel checks its arguments with ``torch._check``, whose first call imports sympy.)"""

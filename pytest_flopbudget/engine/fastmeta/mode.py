@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -117,7 +117,7 @@ class FastMeta(TorchDispatchMode):
         super().__init__()
         self.budget = budget  # an OpBudget ticked for every operator (the trace's loop guard), or None
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if self.budget is not None:
             self.budget.tick()
         shape_fn = SHAPES.get(func)

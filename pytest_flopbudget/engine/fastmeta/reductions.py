@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -22,7 +22,7 @@ from .mode import (
 
 
 @shape_fn(aten.native_layer_norm.default)
-def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> Optional[tuple]:
+def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> tuple | None:
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(x, *params) is None or not _canonical(x):
         return None
@@ -38,7 +38,7 @@ def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: floa
 
 @shape_fn(aten.native_layer_norm_backward.default)
 def _layer_norm_backward(grad: Any, x: Any, normalized_shape: Any, mean: Any, rstd: Any, weight: Any, bias: Any,
-                         mask: Any) -> Optional[tuple]:
+                         mask: Any) -> tuple | None:
     """Gradients of input, weight and bias (each where ``mask`` asks and the tensor exists), new and contiguous."""
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(grad, x, *params) is None or not (_canonical(grad) and _canonical(x)) or grad.shape != x.shape:
@@ -56,7 +56,7 @@ def _layer_norm_backward(grad: Any, x: Any, normalized_shape: Any, mean: Any, rs
 
 
 @shape_fn(aten.native_group_norm.default)
-def _group_norm(x: Any, weight: Any, bias: Any, n: int, c: int, hw: int, group: int, eps: float) -> Optional[tuple]:
+def _group_norm(x: Any, weight: Any, bias: Any, n: int, c: int, hw: int, group: int, eps: float) -> tuple | None:
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(x, *params) is None or not _canonical(x) or x.dim() < 2:
         return None
@@ -70,20 +70,20 @@ def _group_norm(x: Any, weight: Any, bias: Any, n: int, c: int, hw: int, group: 
 
 
 @shape_fn(aten._softmax.default, aten._log_softmax.default)
-def _softmax(x: Any, dim: int, half_to_float: bool) -> Optional[torch.Tensor]:
+def _softmax(x: Any, dim: int, half_to_float: bool) -> torch.Tensor | None:
     if half_to_float or _same_float(x) is None or not _canonical(x) or _dim(dim, x.dim()) is None:
         return None
     return _contiguous(x.shape, x.dtype)
 
 
 @shape_fn(aten._safe_softmax.default)
-def _safe_softmax(x: Any, dim: int, dtype: Any = None) -> Optional[torch.Tensor]:
+def _safe_softmax(x: Any, dim: int, dtype: Any = None) -> torch.Tensor | None:
     if dtype is not None:
         return None
     return _softmax(x, dim, False)
 
 
-def _reduced(x: Any, dims: Any, keepdim: bool) -> Optional[list[int]]:
+def _reduced(x: Any, dims: Any, keepdim: bool) -> list[int] | None:
     """Shape of ``x`` reduced over ``dims`` (None or [] meaning every dimension)."""
     ndim = x.dim()
     if dims is None or len(dims) == 0:
@@ -100,7 +100,7 @@ def _reduced(x: Any, dims: Any, keepdim: bool) -> Optional[list[int]]:
     return [1 if i in axes else s for i, s in enumerate(x.shape) if keepdim or i not in axes]
 
 
-def _reduction(x: Any, dims: Any, keepdim: bool, dtype: Any = None) -> Optional[torch.Tensor]:
+def _reduction(x: Any, dims: Any, keepdim: bool, dtype: Any = None) -> torch.Tensor | None:
     # torch reduces into a new contiguous tensor whatever the input's layout
     if dtype is not None or _same_float(x) is None or 0 in x.shape:
         return None
@@ -109,29 +109,29 @@ def _reduction(x: Any, dims: Any, keepdim: bool, dtype: Any = None) -> Optional[
 
 
 @shape_fn(aten.sum.dim_IntList, aten.mean.dim)
-def _sum(x: Any, dim: Any, keepdim: bool = False, *, dtype: Any = None) -> Optional[torch.Tensor]:
+def _sum(x: Any, dim: Any, keepdim: bool = False, *, dtype: Any = None) -> torch.Tensor | None:
     return _reduction(x, dim, keepdim, dtype)
 
 
 @shape_fn(aten.sum.default)
-def _sum_all(x: Any, *, dtype: Any = None) -> Optional[torch.Tensor]:
+def _sum_all(x: Any, *, dtype: Any = None) -> torch.Tensor | None:
     return _reduction(x, None, False, dtype)
 
 
 @shape_fn(aten.amax.default, aten.amin.default)
-def _amax(x: Any, dim: Any = (), keepdim: bool = False) -> Optional[torch.Tensor]:
+def _amax(x: Any, dim: Any = (), keepdim: bool = False) -> torch.Tensor | None:
     return _reduction(x, dim, keepdim)
 
 
 @shape_fn(aten.linalg_vector_norm.default)
-def _vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Optional[torch.Tensor]:
+def _vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> torch.Tensor | None:
     if not isinstance(ord, (int, float)) or ord != ord:
         return None
     return _reduction(x, dim, keepdim, dtype)
 
 
 @shape_fn(aten.argmin.default, aten.argmax.default)
-def _argmin(x: Any, dim: Any = None, keepdim: bool = False) -> Optional[torch.Tensor]:
+def _argmin(x: Any, dim: Any = None, keepdim: bool = False) -> torch.Tensor | None:
     if dim is None or _same_float(x) is None or 0 in x.shape:
         return None
     shape = _reduced(x, [dim], keepdim)
@@ -139,7 +139,7 @@ def _argmin(x: Any, dim: Any = None, keepdim: bool = False) -> Optional[torch.Te
 
 
 @shape_fn(aten.cumsum.default)
-def _cumsum(x: Any, dim: int, *, dtype: Any = None) -> Optional[torch.Tensor]:
+def _cumsum(x: Any, dim: int, *, dtype: Any = None) -> torch.Tensor | None:
     if dtype is not None or _same_float(x) is None or not _canonical(x) or _dim(dim, x.dim()) is None:
         return None
     return _contiguous(x.shape, x.dtype)

@@ -6,8 +6,8 @@ category of compute each, in the categories of
 :mod:`pytest_flopbudget.results.conventions`: matrix products, convolutions,
 attention, recurrent layers, normalisation, elementwise (with the operators known
 to cost nothing), and the backward and optimizer kernels of training steps.
-Importing this package registers them all, in that order (a later rule of the
-same operator replaces an earlier one).
+Importing this package registers them all; a rule set later for the same operator
+(``register_rule`` in a user's conftest) replaces the built-in one.
 """
 
 from __future__ import annotations

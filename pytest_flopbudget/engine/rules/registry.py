@@ -6,8 +6,8 @@ that takes a :class:`torchprofile.ir.Node` and returns the multiply-accumulate
 count (MACs, 1 MAC = 2 FLOPs) of that one call, or ``None`` for an operator
 known to cost nothing (views, reshapes, activations, ...).
 
-It starts from torchprofile's ``HANDLER_MAP`` and overrides or adds the rules
-below. An operator with no entry is *unpriced*: the counter reports it in
+It starts from torchprofile's ``HANDLER_MAP``; the modules beside this one override
+or add the rules of each category. An operator with no entry is *unpriced*: the counter reports it in
 ``FlopResult.unpriced`` instead of silently counting it as zero.
 
 A ``Node`` has ``operator`` (str), ``inputs`` and ``outputs`` (lists of
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from math import prod
-from typing import Optional
 
 from torchprofile.handlers import HANDLER_MAP
 from torchprofile.ir import Node, Variable
@@ -28,14 +27,14 @@ from torchprofile.ir import Node, Variable
 Rule = Callable[[Node], int]
 
 # operator -> rule; None means "known and free".
-RULES: dict[str, Optional[Rule]] = dict(HANDLER_MAP)
+RULES: dict[str, Rule | None] = dict(HANDLER_MAP)
 
 
 def _key(operator: str) -> str:
     return operator.lower()
 
 
-def register_rule(operator: str, fn: Optional[Rule] = None) -> Callable:
+def register_rule(operator: str, fn: Rule | None = None) -> Callable:
     """Price ``operator`` with ``fn(node) -> int`` (MACs), replacing any earlier rule.
 
     Use it as a call, ``register_rule("mylib::gemm", my_fn)``, or as a
@@ -76,7 +75,7 @@ def unregister_rule(operator: str) -> None:
     RULES.pop(_key(operator), None)
 
 
-def resolve(operator: str) -> Optional[str]:
+def resolve(operator: str) -> str | None:
     """The registry key that prices ``operator``: its own, else (for an in-place ``aten::leaky_relu_``)
     that of its out-of-place form, which computes the same; ``None`` when no rule applies."""
     key = _key(operator)
@@ -98,7 +97,7 @@ def is_free(operator: str) -> bool:
     return key is not None and RULES[key] is None
 
 
-def price(node: Node) -> Optional[int]:
+def price(node: Node) -> int | None:
     """MACs of ``node``, or ``None`` when no rule applies or the rule fails."""
     key = resolve(node.operator)
     if key is None:
