@@ -1,8 +1,10 @@
 """GitHub integration: the example workflow, the job summary, ::error annotations, the Markdown report.
 
 The workflow in examples/github-actions/flopbudget.yml is checked as data (structure,
-every option it names exists, its pytest command really works on a small suite) and its
-comment script is run under node with a fake GitHub API when node is available.
+every option it names exists, its pytest command really works on a small suite), its step
+that prepares the pull-request comment is run, and the comment script of
+flopbudget-comment.yml is run under node with a fake GitHub API when node is available.
+tests/test_workflow.py runs the whole workflow on repositories of three shapes.
 
 Counts are derived from the shapes: a Linear(1024 -> w) on (1, 680, 1024) costs
 680 * 1024 * w MACs; GFLOPs are 2 * MACs / 1e9.
@@ -10,7 +12,6 @@ Counts are derived from the shapes: a Linear(1024 -> w) on (1, 680, 1024) costs
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -21,12 +22,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import workflows
 import yaml
 
 from pytest_flopbudget import report
 from pytest_flopbudget.gate import messages, settings
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "examples" / "github-actions" / "flopbudget.yml"
+WORKFLOW = workflows.CHECK
 
 TOKENS, IN = 680, 1024
 
@@ -51,8 +53,8 @@ def steps() -> list[dict]:
     return job["steps"]
 
 
-# What GitHub substitutes into a pull request's run: scripts before the shell sees them.
-EXPRESSIONS = {"${{ github.base_ref }}": "main"}
+# What the shell expands in a pull request's run: scripts (BASE_REF: ${{ github.base_ref }}).
+EXPRESSIONS = {"${BASE_REF}": "main"}
 
 
 def pytest_commands() -> list[list[str]]:
@@ -77,7 +79,8 @@ def run_steps() -> list[dict]:
 
 
 def _commands_of(step: dict) -> list[list[str]]:
-    return [shlex.split(line, comments=True) for line in step.get("run", "").splitlines() if line.strip()]
+    commands = [shlex.split(line, comments=True) for line in step.get("run", "").splitlines() if line.strip()]
+    return [["pytest", *c[3:]] if c[:3] == ["python", "-m", "pytest"] else c for c in commands]
 
 
 def step_named(start: str) -> dict:
@@ -86,18 +89,18 @@ def step_named(start: str) -> dict:
 
 
 def comment_step() -> dict:
-    (step,) = [s for s in steps() if str(s.get("uses", "")).startswith("actions/github-script@")]
-    return step
+    """The step that prepares the comment flopbudget-comment.yml posts."""
+    return step_named("Prepare the pull request comment")
 
 
 def test_workflow_triggers_permissions_and_steps() -> None:
     workflow = load_workflow()
     triggers = workflow[True]  # PyYAML reads the key `on:` as the boolean True
     assert "pull_request" in triggers
-    assert triggers["push"]["branches"] == ["main"]
-    assert workflow["permissions"]["pull-requests"] == "write"
-    assert workflow["permissions"]["contents"] == "read"
+    assert triggers["push"] is None  # every branch; the job's `if:` keeps the default branch
+    assert workflow["permissions"] == {"contents": "read"}  # the comment is posted by flopbudget-comment.yml
     (job,) = workflow["jobs"].values()
+    assert job["if"] == "github.event_name == 'pull_request' || github.ref_name == github.event.repository.default_branch"
     assert job["runs-on"].startswith("ubuntu")
     uses = [s.get("uses", "").split("@")[0] for s in job["steps"]]
     assert uses[:2] == ["actions/checkout", "actions/setup-python"]
@@ -105,14 +108,17 @@ def test_workflow_triggers_permissions_and_steps() -> None:
     assert "actions/upload-artifact" in uses
 
 
-def test_install_step_installs_cpu_torch_first_and_says_to_pin() -> None:
-    (install,) = [s for s in steps() if "pip install" in s.get("run", "")]
-    lines = [line.strip() for line in install["run"].splitlines()]
-    torch_line = lines.index("pip install torch --index-url https://download.pytorch.org/whl/cpu")
-    project_line = next(i for i, line in enumerate(lines) if "pytest-flopbudget" in line and line.startswith("pip install"))
-    assert torch_line < project_line  # the CPU wheel is there before anything can pull a CUDA one
-    comments = " ".join(line for line in lines if line.startswith("#")).lower()
-    assert "pin torch and torchprofile" in comments and "stable" in comments
+def test_install_steps_install_cpu_torch_first_and_pin_what_the_baseline_records() -> None:
+    installs = [s for s in steps() if "pip install" in s.get("run", "")]
+    assert [s["name"] for s in installs] == ["Install CPU torch", "Install the project and pytest-flopbudget"]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in installs[0]["run"]  # before anything can pull CUDA
+    assert '"pytest-flopbudget==${FLOPBUDGET_VERSION}" "torchprofile==${TORCHPROFILE_VERSION}"' in installs[1]["run"]
+    pins = step_named("Read the versions flopbudget.toml records")
+    assert steps().index(pins) < steps().index(installs[0])
+    assert installs[1]["env"] == {"TORCHPROFILE_VERSION": "${{ steps.pins.outputs.torchprofile }}",
+                                  "FLOPBUDGET_VERSION": "${{ steps.pins.outputs.flopbudget }}"}
+    text = WORKFLOW.read_text(encoding="utf-8")
+    assert "torch and torchprofile" in text and "[meta]" in text
 
 
 def test_run_step_checks_the_committed_baseline_and_fails_the_check() -> None:
@@ -133,7 +139,8 @@ def test_pull_request_step_compares_with_the_base_and_the_label_lifts_the_limit(
     workflow = load_workflow()
     assert {"labeled", "unlabeled", "synchronize"} <= set(workflow[True]["pull_request"]["types"])
     pr_step = run_steps()[1]
-    assert "--flop-base-ref=origin/${{ github.base_ref }}" in pr_step["run"]
+    assert '"--flop-base-ref=origin/${BASE_REF}"' in pr_step["run"]
+    assert pr_step["env"]["BASE_REF"] == "${{ github.base_ref }}"
     label, limit = approval(pr_step)
     assert label == messages.APPROVAL_LABEL  # the label the failure message names
     assert limit == "--flop-base-rel=1%"
@@ -155,33 +162,34 @@ def approval(step: dict) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-def test_comment_step_posts_one_comment_found_by_the_report_marker() -> None:
+def test_comment_step_prepares_the_report_with_the_marker() -> None:
     step = comment_step()
-    condition = step["if"]
-    assert "always()" in condition and "github.event_name == 'pull_request'" in condition
-    script = step["with"]["script"]
-    markers = re.findall(r"const marker = '([^']*)';", script)
-    assert markers == [report.MARKER]
+    assert step["if"] == "always() && github.event_name == 'pull_request'"  # most needed when the check failed
+    assert f'marker = "{report.MARKER}"' in step["run"]
     assert report.markdown_report([], {}, None).splitlines()[0] == report.MARKER
     (md_option,) = [t for t in pytest_commands()[0] if t.startswith("--flop-report-md=")]
-    assert f"const path = '{md_option.split('=', 1)[1]}';" in script
-    assert "require('fs')" in script
+    assert f'Path("{md_option.split("=", 1)[1]}")' in step["run"]
+    assert step["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
+    script = workflows.comment_script()
+    assert f"const marker = '{report.MARKER}';" in script
     for call in ("github.rest.issues.listComments", "github.rest.issues.updateComment", "github.rest.issues.createComment"):
         assert call in script
 
 
 def test_the_page_is_uploaded_and_its_artifact_url_goes_to_the_comment() -> None:
-    (upload,) = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    (upload,) = [s for s in steps() if s.get("id") == "upload"]
+    assert str(upload["uses"]).startswith("actions/upload-artifact@")
     assert upload["if"] == "always()"  # a failed check uploads its reports too
     (html_option,) = [t for t in pytest_commands()[0] if t.startswith("--flop-report-html=")]
     page = html_option.split("=", 1)[1]
     assert page in upload["with"]["path"].split()
     assert {"flop-report.md", "flop-report.json"} <= set(upload["with"]["path"].split())
     comment = comment_step()
-    assert comment["env"]["FLOP_REPORT_URL"] == f"${{{{ steps.{upload['id']}.outputs.artifact-url }}}}"
-    script = comment["with"]["script"]
-    assert "process.env.FLOP_REPORT_URL" in script and page in script
-    assert "context.serverUrl" in script and "context.runId" in script  # the run's page when nothing was uploaded
+    assert comment["env"]["REPORT_URL"] == f"${{{{ steps.{upload['id']}.outputs.artifact-url }}}}"
+    assert page in comment["run"]
+    # the run's page when nothing was uploaded
+    assert comment["env"]["RUN_URL"] == "${{ github.server_url }}/${{ github.repository }}/actions/runs/${{ github.run_id }}"
+    assert steps().index(upload) < steps().index(comment) < steps().index(step_named("Upload the pull request comment"))
 
 
 def test_workflow_documents_accepting_and_pruning() -> None:
@@ -492,29 +500,7 @@ def test_workflow_pull_request_steps_in_a_shallow_checkout(
     assert md in (clone / "summary.md").read_text(encoding="utf-8")
 
 
-NODE_HARNESS = r"""
-const fs = require('fs');
-const [scriptPath, commentsPath] = process.argv.slice(2);
-const script = fs.readFileSync(scriptPath, 'utf8');
-const comments = JSON.parse(fs.readFileSync(commentsPath, 'utf8'));
-const calls = [];
-const github = {
-  paginate: async (fn, params) => { calls.push(['list', fn.name, params]); return comments; },
-  rest: { issues: {
-    listComments: function listComments() { throw new Error('use paginate'); },
-    updateComment: async (p) => { calls.push(['update', p]); return { data: { id: p.comment_id } }; },
-    createComment: async (p) => { calls.push(['create', p]); return { data: { id: 999 } }; },
-  } },
-};
-const context = { repo: { owner: 'acme', repo: 'models' }, issue: { number: 7 }, serverUrl: 'https://github.com', runId: 4242 };
-const core = { info: (m) => calls.push(['info', m]), warning: (m) => calls.push(['warning', m]) };
-const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
-new AsyncFunction('require', 'github', 'context', 'core', script)(require, github, context, core)
-  .then(() => console.log(JSON.stringify(calls)), (e) => { console.error(e); process.exit(1); });
-"""
-
-
-RUN_PAGE = "https://github.com/acme/models/actions/runs/4242#artifacts"
+RUN_PAGE = workflows.RUN_URL + "#artifacts"
 ARTIFACT = "https://github.com/acme/models/actions/runs/4242/artifacts/99"
 
 
@@ -522,43 +508,65 @@ def with_link(md: str, url: str = RUN_PAGE) -> str:
     return md.rstrip() + f"\n\n[Charts: flop-report.html in the flop-report artifact]({url})\n"
 
 
-def run_comment_script(tmp: Path, comments: list[dict], artifact_url: str = "") -> list:
-    node = shutil.which("node") or shutil.which("nodejs")
-    (tmp / "script.js").write_text(comment_step()["with"]["script"], encoding="utf-8")
-    (tmp / "harness.js").write_text(NODE_HARNESS, encoding="utf-8")
-    (tmp / "comments.json").write_text(json.dumps(comments), encoding="utf-8")
-    done = subprocess.run(
-        [node, "harness.js", "script.js", "comments.json"], cwd=tmp, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "FLOP_REPORT_URL": artifact_url},
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+def prepare_comment(tmp: Path, report_url: str = "") -> str:
+    """Run the workflow's step that prepares the comment in ``tmp``; the body it wrote."""
+    env = {**os.environ, "PR_NUMBER": "7", "REPORT_URL": report_url, "RUN_URL": workflows.RUN_URL}
+    subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", comment_step()["run"]], cwd=tmp,
+                   env=env, check=True, timeout=60)
+    assert (tmp / "flop-comment" / "pr-number").read_text(encoding="utf-8") == "7\n"
+    return (tmp / "flop-comment" / "body.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.skipif(not (shutil.which("node") or shutil.which("nodejs")), reason="node is not installed")
-def test_comment_script_creates_then_updates_the_one_comment(tmp_path: Path) -> None:
-    assert run_comment_script(tmp_path, []) == [
-        ["warning", "flop-report.md not found: pytest stopped before writing the FLOP report"]]
+def test_prepared_comment_links_the_artifact_and_fits_a_comment(tmp_path: Path) -> None:
+    missing = prepare_comment(tmp_path)
+    assert missing.startswith(report.MARKER + "\n### ⚠️ FLOP budget: no report")
+    assert missing.endswith(with_link("", RUN_PAGE).lstrip())
 
     md = report.markdown_report([], {"torch": "2.5.1"}, None)
     (tmp_path / "flop-report.md").write_text(md, encoding="utf-8")
+    assert prepare_comment(tmp_path) == with_link(md)
+    assert prepare_comment(tmp_path, ARTIFACT) == with_link(md, ARTIFACT)
+
+    (tmp_path / "flop-report.md").write_text(report.MARKER + "\n" + "x" * 70000, encoding="utf-8")
+    body = prepare_comment(tmp_path)
+    assert body.startswith(report.MARKER) and len(body) < 65536 and "truncated" in body
+    assert body.endswith(f"[Charts: flop-report.html in the flop-report artifact]({RUN_PAGE})\n")  # the link survives
+
+
+@pytest.mark.skipif(not workflows.node(), reason="node is not installed")
+def test_comment_script_creates_then_updates_the_one_comment(tmp_path: Path) -> None:
+    head = "a" * 40
+    (tmp_path / "flop-comment").mkdir()
+    (tmp_path / "flop-comment" / "pr-number").write_text("7\n", encoding="utf-8")
+    body = with_link(report.markdown_report([], {"torch": "2.5.1"}, None))
+    (tmp_path / "flop-comment" / "body.md").write_text(body, encoding="utf-8")
     others = [
         {"id": 1, "user": {"type": "User"}, "body": f"quoting the bot:\n{report.MARKER}"},
         {"id": 2, "user": {"type": "Bot"}, "body": "coverage report"},
     ]
-    calls = run_comment_script(tmp_path, others)
-    assert calls[0] == ["list", "listComments", {"owner": "acme", "repo": "models", "issue_number": 7, "per_page": 100}]
-    assert calls[1] == ["create", {"owner": "acme", "repo": "models", "issue_number": 7, "body": with_link(md)}]
+    calls = workflows.run_comment_script(tmp_path, others, pr_head=head, run_head=head)
+    assert calls[0] == ["pull", {"owner": "acme", "repo": "models", "pull_number": 7}]
+    assert calls[1] == ["list", "listComments", {"owner": "acme", "repo": "models", "issue_number": 7, "per_page": 100}]
+    assert calls[2] == ["create", {"owner": "acme", "repo": "models", "issue_number": 7, "body": body}]
     assert not [c for c in calls if c[0] == "update"]
 
     ours = {"id": 42, "user": {"type": "Bot"}, "body": report.MARKER + "\n### old report\n"}
-    calls = run_comment_script(tmp_path, [*others, ours], artifact_url=ARTIFACT)
-    assert calls[1] == ["update", {"owner": "acme", "repo": "models", "comment_id": 42, "body": with_link(md, ARTIFACT)}]
+    calls = workflows.run_comment_script(tmp_path, [*others, ours], pr_head=head, run_head=head)
+    assert calls[2] == ["update", {"owner": "acme", "repo": "models", "comment_id": 42, "body": body}]
     assert not [c for c in calls if c[0] == "create"]
 
-    (tmp_path / "flop-report.md").write_text(report.MARKER + "\n" + "x" * 70000, encoding="utf-8")
-    calls = run_comment_script(tmp_path, [ours])
-    body = calls[1][1]["body"]
-    assert calls[1][0] == "update" and body.startswith(report.MARKER) and len(body) < 65536
-    assert "truncated" in body
-    assert body.endswith(f"[Charts: flop-report.html in the flop-report artifact]({RUN_PAGE})\n")  # the link survives
+    # Whatever the artifact holds is data: no marker gets one, an oversized body is cut.
+    (tmp_path / "flop-comment" / "body.md").write_text("y" * 70000, encoding="utf-8")
+    calls = workflows.run_comment_script(tmp_path, [ours], pr_head=head, run_head=head)
+    posted = calls[2][1]["body"]
+    assert posted.startswith(report.MARKER + "\n") and len(posted) < 65536 and "truncated" in posted
+
+
+@pytest.mark.skipif(not workflows.node(), reason="node is not installed")
+@pytest.mark.parametrize("number", ["", "7; rm -rf /", "0", "-3", "7\n8"])
+def test_comment_script_refuses_anything_but_a_pull_request_number(tmp_path: Path, number: str) -> None:
+    (tmp_path / "flop-comment").mkdir()
+    (tmp_path / "flop-comment" / "pr-number").write_text(number, encoding="utf-8")
+    (tmp_path / "flop-comment" / "body.md").write_text(report.MARKER, encoding="utf-8")
+    calls = workflows.run_comment_script(tmp_path, [], pr_head="a" * 40, run_head="a" * 40)
+    assert [c[0] for c in calls] == ["failed"] and "not a pull request number" in calls[0][1]
