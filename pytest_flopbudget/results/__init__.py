@@ -13,7 +13,8 @@ from pytest_flopbudget.results.result import (
     PHASES,
     STATUSES,
     FlopResult,
+    OpCost,
     Record,
 )
 
-__all__ = ["FLOPS_PER_MAC", "GIGA", "PHASES", "STATUSES", "FlopResult", "Record"]
+__all__ = ["FLOPS_PER_MAC", "GIGA", "PHASES", "STATUSES", "FlopResult", "OpCost", "Record"]

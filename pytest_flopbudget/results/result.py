@@ -75,6 +75,40 @@ def module_deltas(modules: dict[str, int], reference: dict[str, int]) -> list[tu
 
 
 @dataclass(frozen=True)
+class OpCost:
+    """What the calls of one operator cost, for memory traffic and time estimates.
+
+    Calls of the same ``operator`` in the same ``module`` and ``phase``, with the same ``dtype``
+    and the same per-call figures, are one entry with their number in ``calls``. ``macs``,
+    ``bytes_read`` (the bytes of the tensor inputs the call reads) and ``bytes_written`` (of the
+    tensors it writes) are per call. ``dtype`` is the dtype the operator computes in (its first
+    floating-point input, else its first output), as ``torch.dtype`` prints without ``torch.``.
+    """
+
+    operator: str
+    module: str = ""
+    phase: str = ""  # "" for a forward; "forward", "backward" or "optimizer" in a training step
+    dtype: str = "float32"
+    macs: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    calls: int = 1
+
+    @property
+    def category(self) -> str:
+        return conventions.category(self.operator)
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes read and written by all the calls (the unfused lower bound of memory traffic)."""
+        return (self.bytes_read + self.bytes_written) * self.calls
+
+    @property
+    def total_macs(self) -> int:
+        return self.macs * self.calls
+
+
+@dataclass(frozen=True)
 class FlopResult:
     """Cost of one call of a model (a forward pass), or of one training step.
 
@@ -96,6 +130,7 @@ class FlopResult:
     capture: str = "trace"  # what saw the operators: "trace" (TorchScript) or "dispatch" (every op that ran)
     phases: dict[str, int] = field(default_factory=dict)
     phase_modules: dict[str, dict[str, int]] = field(default_factory=dict)
+    costs: tuple[OpCost, ...] = ()  # per-operator costs with bytes moved (empty where not recorded)
 
     @property
     def flops(self) -> int:
