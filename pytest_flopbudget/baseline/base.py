@@ -141,7 +141,7 @@ class _Git:
         if self.exe is None:
             raise BaseError(f"--flop-base-ref needs git, which is not on PATH; install git, {_WITHOUT_BASE}")
 
-    def run(self, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess[Any]:
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
         command: Sequence[str] = [self.exe or "git", *args]
         try:
@@ -169,7 +169,7 @@ class _Git:
     def commit(self, ref: str) -> str:
         done = self.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
         if done.returncode == 0:
-            return done.stdout.strip()
+            return str(done.stdout).strip()
         shallow = self.run("rev-parse", "--is-shallow-repository", check=False).stdout.strip() == "true"
         branch = ref.split("/", 1)[1] if ref.startswith("origin/") else ref
         fetch = f"git fetch origin {branch}:refs/remotes/origin/{branch}" if ref.startswith("origin/") else f"git fetch origin {ref}"

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -157,9 +158,10 @@ def _decode(path: Path, raw: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _toml(path: Path, text: str) -> dict:
+def _toml(path: Path, text: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        loaded: dict[str, Any] = tomllib.loads(text)
+        return loaded
     except tomllib.TOMLDecodeError as exc:
         raise BaselineError(_syntax_message(path, text, str(exc))) from None
 
@@ -211,7 +213,7 @@ def _meta(path: Path, text: str, meta: object) -> dict[str, object]:
 def _entry(path: Path, text: str, key: str, value: object) -> Entry:
     def fail(problem: str, *at: str) -> BaselineError:
         """``at``: the keys inside the entry where the problem is, e.g. ("modules", "head")."""
-        places = [((key, *at[:-1]), at[-1]), ((key,), at[0])] if at else []
+        places: list[tuple[tuple[str, ...], str | None]] = [((key, *at[:-1]), at[-1]), ((key,), at[0])] if at else []
         places += [((key,), None), ((), key)]
         where = _where(path, text, *places)
         return BaselineError(f"{where}: entry {_quote(key)}: {problem}; {FIX_MALFORMED}")
@@ -287,14 +289,15 @@ def _find_line(text: str, table: tuple[str, ...], item: str | None) -> int | Non
     return None
 
 
-def _parse_line(line: str) -> dict | None:
+def _parse_line(line: str) -> dict[str, Any] | None:
     try:
-        return tomllib.loads(line)
+        parsed: dict[str, Any] = tomllib.loads(line)
+        return parsed
     except tomllib.TOMLDecodeError:
         return None
 
 
-def _path_of(parsed: dict) -> tuple[str, ...]:
+def _path_of(parsed: dict[str, Any]) -> tuple[str, ...]:
     keys: list[str] = []
     while isinstance(parsed, dict) and len(parsed) == 1:
         key, parsed = next(iter(parsed.items()))
@@ -343,7 +346,7 @@ def _render_entry(key: str, entry: Entry) -> str:
 
 
 def _check_count(value: object, what: str) -> None:
-    if not _is_int(value) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
 
 

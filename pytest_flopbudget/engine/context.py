@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-from torch.nn.parameter import UninitializedTensorMixin
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
 
 @contextmanager

@@ -62,7 +62,7 @@ operators in all. Both limits count operators, not time: a model always takes th
 """
 
 
-def _default(fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs: dict, meta: bool) -> Tally:
+def _default(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
     """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go."""
     try:
         return trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
@@ -109,8 +109,8 @@ def _meta_first(
     backend: Callable[..., Tally],
     fn: Callable[..., Any],
     module: nn.Module | None,
-    args: tuple,
-    kwargs: dict,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     fall_back: bool,
     notes: list[str],
 ) -> tuple[Tally, str]:
@@ -149,7 +149,13 @@ def _callable_name(fn: Any) -> str:
 
 
 def _real(
-    backend: Callable[..., Tally], fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs: dict, meta: bool, notes: list[str]
+    backend: Callable[..., Tally],
+    fn: Callable[..., Any],
+    module: nn.Module | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    meta: bool,
+    notes: list[str],
 ) -> Tally:
     """A pass on the model's own tensors; buffers and cached tensors are copied first and put back after."""
     with guard(module, copy_values=not meta) as lost:
@@ -160,8 +166,8 @@ def _real(
 
 def count(
     model: Any,
-    args: tuple = (),
-    kwargs: dict | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
     *,
     counter: str = "torchprofile",
     mode: str = "auto",

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.utils._pytree as pytree
-from torch.nn.parameter import UninitializedTensorMixin
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 from torch.utils._python_dispatch import TorchDispatchMode
 
 _aten = torch.ops.aten
@@ -53,7 +53,7 @@ def weights_on_meta(module: nn.Module | None) -> Iterator[None]:
     Nothing is copied: the originals are only held and put back, even on error.
     Tied weights stay tied. Uninitialized (lazy) parameters are left alone.
     """
-    saved: list[tuple[dict, str, torch.Tensor]] = []
+    saved: list[tuple[dict[str, Any], str, torch.Tensor]] = []
     swapped: dict[int, torch.Tensor] = {}
     try:
         if module is not None:
@@ -65,7 +65,7 @@ def weights_on_meta(module: nn.Module | None) -> Iterator[None]:
                         if id(t) not in swapped:
                             swapped[id(t)] = _meta_tensor(t)
                         saved.append((store, name, t))
-                        store[name] = swapped[id(t)]
+                        store[name] = swapped[id(t)]  # type: ignore[assignment]  # a meta stand-in of the same kind
         yield
     finally:
         for store, name, t in reversed(saved):
@@ -79,7 +79,7 @@ def _tracer_bit() -> int:
     raise RuntimeError("cannot find the Tracer dispatch key")
 
 
-def traced_convolution(args: tuple) -> torch.Tensor:
+def traced_convolution(args: tuple[Any, ...]) -> torch.Tensor:
     """``aten::convolution`` re-issued as ``aten::_convolution`` with the tracer re-enabled, so it is recorded."""
     global _TRACER_BIT
     if _TRACER_BIT is None:
@@ -88,7 +88,8 @@ def traced_convolution(args: tuple) -> torch.Tensor:
     keep = torch._C.DispatchKeySet.from_raw_repr(exclude.raw_repr() & ~_TRACER_BIT)
     with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), keep):
         # benchmark, deterministic, cudnn_enabled, allow_tf32
-        return _aten._convolution.default(*args, False, False, True, True)
+        out: torch.Tensor = _aten._convolution.default(*args, False, False, True, True)
+        return out
 
 
 _TRACER_BIT: int | None = None
@@ -112,7 +113,7 @@ def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: torch.Tensor | None
 _GROUPED_MM = getattr(getattr(_aten, "_grouped_mm", None), "default", None)
 
 
-def meta_output(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+def meta_output(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
     """The meta output of an operator whose meta kernel refuses inputs its CPU kernel accepts, else None."""
     if func is _GROUPED_MM and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
         return _grouped_mm_meta(*args, **kwargs)
@@ -131,11 +132,14 @@ class MetaTraceFix(TorchDispatchMode):
     get their output from shapes (:func:`meta_output`).
     """
 
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
+
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:
             return traced_convolution(args)

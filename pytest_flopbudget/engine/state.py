@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.nn.parameter import UninitializedTensorMixin
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
 __all__ = ["guard"]
 
@@ -119,7 +119,7 @@ class _ModuleState:
         module.training = self.training
         for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
             for key, (t, state) in saved.items():
-                store[key] = t
+                store[key] = t  # type: ignore[assignment]  # a parameter slot takes back the tensor it held
                 if not state.restore():
                     lost.append(prefix + key)
         for key, (value, snap) in self.attributes.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +39,12 @@ def number(value: Any, what: str) -> float:
     """A finite, non-negative real number (bools and strings are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BudgetError(f"{what} must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        raise BudgetError(f"{what} must be a finite number, got {value!r}")
-    if value < 0:
-        raise BudgetError(f"{what} must be >= 0, got {value!r}")
-    return value
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise BudgetError(f"{what} must be a finite number, got {number!r}")
+    if number < 0:
+        raise BudgetError(f"{what} must be >= 0, got {number!r}")
+    return number
 
 
 def fraction(value: Any, what: str) -> float:
@@ -67,7 +68,7 @@ def text_number(text: str, what: str) -> float:
     return number(value, what)
 
 
-def from_marker(args: tuple, kwargs: dict) -> Budget:
+def from_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
     """Validate ``flop_budget(gflops=None, *, rel=None, abs=None)`` arguments."""
     unknown = sorted(set(kwargs) - {"gflops", "rel", "abs"})
     if unknown:

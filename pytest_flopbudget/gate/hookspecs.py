@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config, options: dict) -> Any:
+def pytest_flopbudget_count(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], config: pytest.Config, options: dict[str, Any]) -> Any:
     """Count one forward pass ``model(*args, **kwargs)`` and return a ``FlopResult``.
 
     ``options`` holds what the test chose with ``flops.using(...)`` (``counter``,
@@ -22,5 +22,5 @@ def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytes
 
 
 @pytest.hookspec
-def pytest_flopbudget_json_report(config: pytest.Config, report: dict) -> None:
+def pytest_flopbudget_json_report(config: pytest.Config, report: dict[str, Any]) -> None:
     """Amend the JSON report in place before it is written (``--flop-report-json``)."""

@@ -98,4 +98,4 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if records:
         from pytest_html import extras
 
-        report.extras = [*getattr(report, "extras", []), extras.html(extra_html(records, report.longreprtext))]
+        report.extras = [*getattr(report, "extras", []), extras.html(extra_html(records, report.longreprtext))]  # type: ignore[attr-defined]  # pytest-html's attribute

@@ -10,7 +10,7 @@ the only process that writes files.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -41,7 +41,7 @@ from pytest_flopbudget.results.result import FlopResult, Record
 
 __all__ = ["FlopBudgetWarning", "FlopMeter", "records"]
 
-ITEM_RECORDS = pytest.StashKey[list]()
+ITEM_RECORDS = pytest.StashKey[list[Any]]()
 ITEM_BUDGET = pytest.StashKey[Budget]()
 WORKER_BASE = "flopbudget_base"  # workerinput key: the controller's base as plain data
 
@@ -177,7 +177,9 @@ class FlopMeter:
     ``loss`` and ``optimizer`` through ``train_step``).
     """
 
-    def __init__(self, item: pytest.Item, state: RunState, options: dict | None = None, results: dict | None = None) -> None:
+    def __init__(
+        self, item: pytest.Item, state: RunState, options: dict[str, Any] | None = None, results: dict[str | None, FlopResult] | None = None
+    ) -> None:
         self._item = item
         self._state = state
         self._options = dict(options or {})
@@ -318,7 +320,7 @@ def flops(request: pytest.FixtureRequest) -> FlopMeter:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytest.Config, options: dict) -> FlopResult:
+def pytest_flopbudget_count(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], config: pytest.Config, options: dict[str, Any]) -> FlopResult:
     from pytest_flopbudget.engine.count import count
 
     settings = config.stash[STATE].settings
@@ -330,13 +332,13 @@ def pytest_flopbudget_count(model: Any, args: tuple, kwargs: dict, config: pytes
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     if rep.when != "call":
         return rep
     records = item.stash.get(ITEM_RECORDS, [])
     if records:
-        rep.flopbudget = [r.to_json() for r in records]
+        rep.flopbudget = [r.to_json() for r in records]  # type: ignore[attr-defined]  # read by the controller and htmlplugin
     elif rep.passed and item.get_closest_marker(MARKER) is not None:
         rep.outcome = "failed"
         rep.longrepr = (

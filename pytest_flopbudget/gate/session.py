@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -134,7 +134,7 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
     env_meta = {"schema": baseline_file.SCHEMA, **{k: v for k, v in state.env.items() if k in ("counter", "torch", "torchprofile")}}
     summary: dict[str, Any] = {}
 
-    def change(current: baseline_file.Baseline) -> tuple[dict, dict] | None:
+    def change(current: baseline_file.Baseline) -> tuple[dict[str, Any], dict[str, Any]] | None:
         # Runs under the file's lock with the file as it is now: a concurrent
         # --flop-update of other tests is merged, never overwritten.
         prune = None
@@ -222,16 +222,16 @@ def _write_reports(config: pytest.Config, state: RunState) -> None:
         state.outcome.append(f"flopbudget: JSON report written to {settings.report_json}")
     markdown = None
     if settings.report_md is not None:
-        markdown = report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
+        markdown = report.markdown_report(records, env, _meta(state), settings.update_command(), state.base_summary)
         _atomic_text(settings.report_md, markdown)
         state.outcome.append(f"flopbudget: Markdown report written to {settings.report_md}")
     if settings.report_html is not None:
-        page = report.html_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
+        page = report.html_report(records, env, _meta(state), settings.update_command(), state.base_summary)
         _atomic_text(settings.report_html, page)
         state.outcome.append(f"flopbudget: HTML report written to {settings.report_html}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if on_github(settings) and summary and records:
-        markdown = markdown or report.markdown_report(records, env, dict(state.baseline.meta) or None, settings.update_command(), state.base_summary)
+        markdown = markdown or report.markdown_report(records, env, _meta(state), settings.update_command(), state.base_summary)
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(markdown + "\n")
 
@@ -285,3 +285,8 @@ def terminal_summary(tr: Any, state: RunState) -> None:
     if on_github(settings):
         for line in report.annotations(records):
             tr.write_line(line)
+
+
+def _meta(state: RunState) -> dict[str, str] | None:
+    """The baseline's ``[meta]`` table as the reports show it (its values are strings), or None when empty."""
+    return cast("dict[str, str]", dict(state.baseline.meta)) or None

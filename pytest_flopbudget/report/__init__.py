@@ -11,7 +11,6 @@ Pure standard library: nothing here imports torch or pytest. Every output is
 deterministic (no timestamps), so reports diff cleanly between runs.
 """
 
-from __future__ import annotations
 
 from pytest_flopbudget.report.common import (
     MISSING,

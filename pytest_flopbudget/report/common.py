@@ -7,8 +7,9 @@ Every output is deterministic (no timestamps), so reports diff cleanly between r
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_flopbudget.results.result import GIGA, STATUSES, Record
 
@@ -27,7 +28,7 @@ def _severity(record: Record) -> int:
     return _SEVERITY.get(record.status, len(STATUSES))
 
 
-def _sort_key(record: Record) -> tuple:
+def _sort_key(record: Record) -> tuple[Any, ...]:
     delta = record.delta_pct
     return (_severity(record), delta is None, -(delta or 0.0), record.id)
 
@@ -102,7 +103,7 @@ def nice_top(value: float) -> float:
     """A round axis maximum at least 5% above ``value`` (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten)."""
     if value <= 0:
         return 1.0
-    step = 10 ** math.floor(math.log10(value))
+    step = 10.0 ** math.floor(math.log10(value))
     for factor in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if factor * step >= value * 1.05:
             return factor * step
@@ -175,7 +176,7 @@ class BaseSummary:
     commit: str | None = None
     entries: int = 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "ref": self.label, "source": self.source, "exists": self.exists, "commit": self.commit,
             "entries": self.entries, "gate": self.gate or None,
@@ -194,8 +195,8 @@ def base_changes(records: Iterable[Record]) -> BaseChanges:
     """Split the records that were compared with a base into raised, lowered and new."""
     compared = [r for r in records if r.base is not None]
     known = [r for r in compared if r.base_macs is not None]
-    raised = sorted((r for r in known if r.macs > r.base_macs), key=lambda r: (-(r.base_delta_pct or 0.0), r.id))
-    lowered = sorted((r for r in known if r.macs < r.base_macs), key=lambda r: (r.base_delta_pct or 0.0, r.id))
+    raised = sorted((r for r in known if r.base_macs is not None and r.macs > r.base_macs), key=lambda r: (-(r.base_delta_pct or 0.0), r.id))
+    lowered = sorted((r for r in known if r.base_macs is not None and r.macs < r.base_macs), key=lambda r: (r.base_delta_pct or 0.0, r.id))
     new = sorted((r for r in compared if r.base_macs is None), key=lambda r: r.id)
     return BaseChanges(raised, lowered, new)
 
@@ -204,7 +205,7 @@ def _tests(n: int) -> str:
     return f"{n} test" if n == 1 else f"{n} tests"
 
 
-def base_headline(records: Iterable[Record], base: BaseSummary, code=str) -> str:
+def base_headline(records: Iterable[Record], base: BaseSummary, code: Callable[[str], str] = str) -> str:
     """One sentence on the base: ``This PR raises 2 tests by up to +4.98% against main, accepted in
     flopbudget.toml; lowers 1 test by up to -3.0%; 1 test new since main.`` ``code`` formats
     names (Markdown wraps them in backticks)."""

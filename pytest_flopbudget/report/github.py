@@ -1,6 +1,5 @@
 """GitHub Actions workflow commands: ``::error``/``::warning`` annotations at the failing tests."""
 
-from __future__ import annotations
 
 from collections.abc import Iterable
 

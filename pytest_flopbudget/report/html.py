@@ -249,7 +249,7 @@ def overview_chart(records: list[Record], top_gflops: float, anchors: dict[str, 
             f'<rect class="fb-bar" x="{LABEL_W}" y="{y + 4}" width="{_px(width)}" height="{ROW - 8}" '
             f'fill="{color}" data-macs="{record.macs}"/>'
         )
-        if record.baseline_macs is not None:
+        if record.baseline_gflops is not None:
             x = LABEL_W + record.baseline_gflops * px_per_gflop
             out.append(
                 f'<line class="fb-baseline" x1="{_px(x)}" y1="{y + 1}" x2="{_px(x)}" y2="{y + ROW - 1}" '

@@ -79,9 +79,9 @@ def json_report(
     records: Iterable[Record],
     env: dict[str, str],
     baseline_path: str | None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
     base: BaseSummary | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A JSON-ready dict (schema 1); tests sorted by id. ``extra`` keys are added but never replace core keys."""
     records = list(records)
     report: dict[str, Any] = {
@@ -94,7 +94,8 @@ def json_report(
     }
     for key, value in (extra or {}).items():
         report.setdefault(key, value)
-    return _json_safe(report)
+    safe: dict[str, Any] = _json_safe(report)
+    return safe
 
 
 def _base_json(records: list[Record], base: BaseSummary) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_flopbudget.results import conventions
 
@@ -244,13 +245,13 @@ class Record:
         """Module paths whose MACs changed against the base, largest change first."""
         return module_deltas(self.modules, self.base_modules) if self.base_macs is not None else []
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["location"] = list(self.location) if self.location else None
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> Record:
+    def from_json(cls, data: dict[str, Any]) -> Record:
         data = dict(data)
         loc = data.get("location")
         data["location"] = (loc[0], int(loc[1])) if loc else None

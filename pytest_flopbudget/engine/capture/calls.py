@@ -64,11 +64,11 @@ def _call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
             enter(i)
             output = None
             try:
-                output = self.forward(*args, **kwargs) if _plain(self) else _TORCH_CALL(self, *args, **kwargs)
+                output = self.forward(*args, **kwargs) if _plain(self) else _TORCH_CALL(self, *args, **kwargs)  # type: ignore[no-untyped-call]
             finally:
                 leave(output)
             return output
-    return _TORCH_CALL(self, *args, **kwargs)
+    return _TORCH_CALL(self, *args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 @contextmanager

@@ -69,7 +69,7 @@ def _outputs(out: Any) -> list[Variable]:
     return [_variable(v, -1 - i) for i, v in enumerate(items)]
 
 
-def _bind(schema: Any, args: tuple, kwargs: dict) -> list[Any] | None:
+def _bind(schema: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
     """The arguments in schema order (defaults filled in), or None when they do not fit this schema."""
     params = schema.arguments
     positional = [a for a in params if not a.kwarg_only]
@@ -135,7 +135,7 @@ def _composite_of(func: Any) -> tuple[str, list[Any], inspect.Signature | None]:
     return entry
 
 
-def _bind_call(func: Any, args: tuple, kwargs: dict) -> tuple[str, list[Any]] | None:
+def _bind_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[Any]] | None:
     operator, schemas, signature = _composite_of(func)
     if not schemas:
         return None
@@ -180,7 +180,7 @@ class _Capture:
         self.recent: list[tuple[str, str, int]] = []  # the last priced calls: operator, module, MACs
         self.kinds: dict[Any, tuple[str, int]] = {}  # dispatched op -> (name, FREE | PRICED | UNPRICED)
 
-    def dispatched(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    def dispatched(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         """Price one dispatched call; free operators (most of them) cost a dict lookup."""
         try:
             operator, kind = self.kinds[func]
@@ -253,10 +253,10 @@ class _Dispatch(TorchDispatchMode):
         return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
     def __init__(self, state: _Capture) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
         self.state = state
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = meta_output(func, args, kwargs)
         if out is None:
@@ -273,7 +273,7 @@ class _Composites(TorchFunctionMode):
         super().__init__()
         self.state = state
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         call = None if self.state.muted else _bind_call(func, args, kwargs)
         if call is None:
@@ -305,7 +305,7 @@ def capture(module: nn.Module | None = None, where: Callable[[], str] | None = N
             yield state.tally
 
 
-def run(fn: Any, module: nn.Module | None, args: tuple, kwargs: dict, meta: bool) -> Tally:
+def run(fn: Any, module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
     """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`."""
     with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module) as tally:
         fn(*args, **kwargs)

@@ -40,7 +40,7 @@ class OpBudget(TorchDispatchMode):
         return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
     def __init__(self, total: int, per_call: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
         self.total, self.per_call = total, per_call
         self.most = 0
         self.reset()
@@ -65,7 +65,7 @@ class OpBudget(TorchDispatchMode):
         if self.own[-1] > self.per_call:
             raise TraceTooLong(f"one module call ran more than {self.per_call:,} operators itself while tracing")
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         self.tick()
         return func(*args, **(kwargs or {}))
 
@@ -97,7 +97,7 @@ class _Bound(nn.Module):
     parameters and buffers are the state the trace takes as inputs.
     """
 
-    def __init__(self, fn: Callable[..., Any], owner: nn.Module | None, args: tuple, kwargs: dict) -> None:
+    def __init__(self, fn: Callable[..., Any], owner: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         super().__init__()
         self.owner = owner
         self.call = fn
@@ -108,11 +108,12 @@ class _Bound(nn.Module):
         self.kept: list[torch.Tensor] = []
         self.returned: Any = None  # type of the model's output when it held no tensor
 
-    def arguments(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple, dict]:
+    def arguments(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         leaves = list(self.leaves)
         for slot, t in zip(self.slots, tensors):
             leaves[slot] = t
-        return pytree.tree_unflatten(leaves, self.spec)
+        call: tuple[tuple[Any, ...], dict[str, Any]] = pytree.tree_unflatten(leaves, self.spec)
+        return call
 
     def results(self, output: Any) -> list[torch.Tensor]:
         """The output's tensors, then the submodule outputs kept."""
@@ -137,7 +138,8 @@ def _constant(value: Any) -> Any:
 
 def _shape_of(value: Any) -> list[int] | None:
     try:
-        return value.type().sizes()
+        sizes: list[int] | None = value.type().sizes()
+        return sizes
     except Exception:
         return None
 
@@ -149,7 +151,7 @@ def _variable(value: Any) -> Variable:
     return Variable(name=value.debugName(), dtype=str(kind), value=_constant(value))
 
 
-class _Values(Sequence):
+class _Values(Sequence[Any]):
     """A graph node's inputs or outputs as torchprofile Variables, each made when a rule first reads it
     (most rules read one or two of them: making them all was a fifth of a trace's time)."""
 
@@ -177,14 +179,14 @@ class _Values(Sequence):
 @contextmanager
 def _no_tracer_warnings() -> Iterator[None]:
     """TracerWarnings (and any other warning) are not shown; the tracer does not even make them."""
-    before = torch._C._jit_get_tracer_state_warn()
-    torch._C._jit_set_tracer_state_warn(False)
+    before = torch._C._jit_get_tracer_state_warn()  # type: ignore[attr-defined]  # torch's stubs omit it
+    torch._C._jit_set_tracer_state_warn(False)  # type: ignore[attr-defined]  # torch's stubs omit it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        torch._C._jit_set_tracer_state_warn(before)
+        torch._C._jit_set_tracer_state_warn(before)  # type: ignore[attr-defined]  # torch's stubs omit it
 
 
 @contextmanager
@@ -223,7 +225,7 @@ def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
     values = []
     for i, tensor in enumerate(outputs):
         before = end.prev()
-        value = torch._C._get_value_trace(tensor)  # an untraced tensor becomes a new constant node
+        value = torch._C._get_value_trace(tensor)  # type: ignore[attr-defined]  # an untraced tensor becomes a new constant node
         after = end.prev()
         if after.kind() == "prim::Constant" and after.isAfter(before):
             raise RuntimeError(
@@ -272,12 +274,12 @@ def _graph(bound: _Bound, modes: Any, price: Callable[[Any], Tally]) -> Tally:
         graph = tracing.graph()
         if traced and _close_here(graph, out):
             # Rules run as after a trace (``modes`` are left already): nothing they do is recorded.
-            torch._C._set_tracing_state(None)
+            torch._C._set_tracing_state(None)  # type: ignore[attr-defined]  # torch's stubs omit it
             try:
                 priced.append(price(graph))
                 _empty(graph)
             finally:
-                torch._C._set_tracing_state(tracing)
+                torch._C._set_tracing_state(tracing)  # type: ignore[attr-defined]  # torch's stubs omit it
             return traced[0]  # traced as the graph's first input, which emptying keeps
         return out[0] if len(out) == 1 else tuple(out)
 
@@ -302,7 +304,7 @@ def _thread_may_run() -> bool:
 class _TraceThread(threading.Thread):
     """Runs ``fn(*args)`` in ``run`` itself (no target frame), with the caller's grad mode and context."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         super().__init__(name="flopbudget-trace", daemon=True)
         self.fn, self.fn_args = fn, args
         self.grad = torch.is_grad_enabled()
@@ -350,7 +352,9 @@ def shallow(fn: Callable[..., Any], *args: Any) -> Any:
     return thread.result
 
 
-def trace(fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs: dict, meta: bool, budget: OpBudget | None = None) -> Tally:
+def trace(
+    fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool, budget: OpBudget | None = None
+) -> Tally:
     """Trace one call of ``fn`` and price every node of its TorchScript graph with the registry (scopes
     ``m<i>`` in the graph name the i-th submodule).
 
@@ -369,7 +373,7 @@ def trace(fn: Callable[..., Any], module: nn.Module | None, args: tuple, kwargs:
         if state is not None:
             state.push_scope(f"m{i}")
             graph = state.graph()
-            block_node = graph.insertPoint().owningBlock().owningNode()
+            block_node: torch._C.Node | None = graph.insertPoint().owningBlock().owningNode()
             if block_node is not None and block_node.kind() == "prim::TracedModuleForward":
                 graph.setInsertPoint(block_node)
             else:  # no block was opened: nothing to keep flat

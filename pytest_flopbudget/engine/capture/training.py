@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
-from torch.nn.parameter import UninitializedTensorMixin
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -64,7 +64,7 @@ def _parameters_on_meta(model: nn.Module) -> Iterator[dict[int, nn.Parameter]]:
     Yields ``id(original) -> stand-in``; tied parameters stay tied. The originals go back
     on exit, even on error, so their ``.grad`` is never written.
     """
-    saved: list[tuple[dict, str, nn.Parameter]] = []
+    saved: list[tuple[dict[str, Any], str, nn.Parameter]] = []
     swapped: dict[int, nn.Parameter] = {}
     try:
         for mod in model.modules():
@@ -111,7 +111,10 @@ class _StrayTensorsOnMeta(TorchDispatchMode):
     """A real tensor the code holds itself (a loss closure's targets, a constant in an attribute) meets the
     meta activations: give the operator a meta stand-in of it (CPU scalars mix with meta as they are)."""
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         if any(t.is_meta for t in tensors) and any(not t.is_meta and t.dim() > 0 for t in tensors):
@@ -163,7 +166,7 @@ def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None) -> torch.Tensor
 # ---- the optimizer -----------------------------------------------------------------
 
 
-def _same_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict]) -> torch.optim.Optimizer:
+def _same_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     """A new optimizer of ``optimizer``'s class over ``groups``, with no state and none of its hooks."""
     cls = type(optimizer)
     try:
@@ -230,7 +233,7 @@ def _create_state(optimizer: torch.optim.Optimizer) -> None:
             if flag is not None:
                 group["fused"] = flag
     if any(fused):
-        optimizer._need_device_dtype_check_for_fused = False  # SGD checks the device on each step until it passes
+        optimizer._need_device_dtype_check_for_fused = False  # type: ignore[attr-defined]  # SGD checks the device on each step until it passes
     for group, flag in zip(optimizer.param_groups, fused):
         if not flag:
             continue
@@ -247,7 +250,10 @@ class _VoidKernelsOnMeta(TorchDispatchMode):
     time of a VAR step's count). Argument checks of those kernels are skipped with them. Entered below
     :func:`capture`, which prices them first."""
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if not func._schema.returns:
             tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
@@ -284,11 +290,11 @@ class _TagNodes(TorchFunctionMode):
         super().__init__()
         self.where = where
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         for t in pytree.tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.grad_fn is not None:
-                t.grad_fn.metadata.setdefault(_MODULE, self.where())
+                t.grad_fn.metadata.setdefault(_MODULE, self.where())  # type: ignore[attr-defined]  # a dict, stubbed as a method
         return out
 
 
@@ -311,7 +317,7 @@ def _tag_inner_nodes(root: Any) -> None:
 
 def _backward_module() -> str:
     node = torch._C._current_autograd_node()
-    return "" if node is None else node.metadata.get(_MODULE, "")
+    return "" if node is None else str(node.metadata.get(_MODULE, ""))  # type: ignore[attr-defined]  # a dict, stubbed as a method
 
 
 # ---- composite operators run as one kernel on meta ---------------------------------------------
@@ -339,7 +345,7 @@ class _FusedKernelsOnMeta(TorchFunctionMode):
       backward is free like its forward.
     """
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = None
         if func is F.scaled_dot_product_attention:
@@ -349,7 +355,7 @@ class _FusedKernelsOnMeta(TorchFunctionMode):
         return func(*args, **kwargs) if out is None else out
 
 
-def _native_dropout_on_meta(args: tuple, kwargs: dict) -> torch.Tensor | None:
+def _native_dropout_on_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
     call = dict(zip(("input", "p", "training", "inplace"), args), **kwargs)
     x, p = call.get("input"), call.get("p", 0.5)
     if not isinstance(x, torch.Tensor) or not x.is_meta or not call.get("training", True) or call.get("inplace"):
@@ -359,7 +365,7 @@ def _native_dropout_on_meta(args: tuple, kwargs: dict) -> torch.Tensor | None:
     return torch.native_dropout(x, p, True)[0]
 
 
-def _flash_on_meta(args: tuple, kwargs: dict) -> torch.Tensor | None:
+def _flash_on_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
     call = dict(zip(_SDPA_ARGS, args), **kwargs)
     q, k, v = call.get("query"), call.get("key"), call.get("value")
     if not all(isinstance(t, torch.Tensor) and t.is_meta for t in (q, k, v)) or call.get("enable_gqa"):
@@ -376,7 +382,8 @@ def _flash_on_meta(args: tuple, kwargs: dict) -> torch.Tensor | None:
         )
         if int(choice) != int(SDPBackend.FLASH_ATTENTION.value):
             return None
-        return flash(q, k, v, dropout, causal, attn_mask=mask, scale=scale)[0]
+        out: torch.Tensor = flash(q, k, v, dropout, causal, attn_mask=mask, scale=scale)[0]
+        return out
     except Exception:
         return None
 
@@ -396,7 +403,7 @@ def _merge(tallies: dict[str, Tally]) -> Tally:
 
 
 def _run_step(
-    model: nn.Module, args: tuple, kwargs: dict, loss: Callable[[Any], Any] | None, optimizer: Any
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], loss: Callable[[Any], Any] | None, optimizer: Any
 ) -> tuple[dict[str, Tally], list[str]]:
     """The three phases on meta, each in its own capture; the model as it was on exit."""
     tallies: dict[str, Tally] = {}
@@ -446,8 +453,8 @@ def _needs_real_values(exc: Exception) -> TrainStepError | None:
 
 def count_train_step(
     model: nn.Module,
-    args: tuple = (),
-    kwargs: dict | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
     *,
     loss: Callable[[Any], Any] | None = None,
     optimizer: Any = None,

@@ -26,7 +26,7 @@ from .mode import (
 # ---- elementwise operators ------------------------------------------------------------
 
 
-def _float_operands(args: tuple) -> tuple[list[torch.Tensor], torch.dtype] | None:
+def _float_operands(args: tuple[Any, ...]) -> tuple[list[torch.Tensor], torch.dtype] | None:
     """The meta tensors among ``args`` and their result dtype, when torch's promotion is plain.
 
     Plain means: every tensor is a meta tensor of one floating dtype, every other

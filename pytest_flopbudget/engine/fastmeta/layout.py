@@ -183,19 +183,19 @@ def _elementwise(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tenso
             if len(first) <= 1 or _plain_contiguous(tensors[0]):
                 return _contiguous(first, dtype)
         out = list(first)
-        layouts = [t.stride() for t in tensors]
+        layouts: list[Any] = [t.stride() for t in tensors]
     else:
-        out = _broadcast(shapes)
-        if out is None:
+        wide = _broadcast(shapes)
+        if wide is None:
             return None
-        layouts = [
-            t.stride() if t.shape == out else _expanded_strides(t.shape, t.stride(), out) for t in tensors
-        ]
+        out = wide
+        # (a torch.Size never equals the list ``out``: every input takes the expanded strides)
+        layouts = [_expanded_strides(t.shape, t.stride(), out) for t in tensors]
     return _new(out, _elementwise_strides(out, layouts), dtype)
 
 
 def _same_float(*tensors: Any) -> torch.dtype | None:
-    dtype = tensors[0].dtype
+    dtype: torch.dtype = tensors[0].dtype
     if dtype not in _FLOATS or not all(_meta(t) and t.dtype == dtype for t in tensors):
         return None
     return dtype

@@ -31,7 +31,7 @@ def _mm(a: Any, b: Any) -> torch.Tensor | None:
 
 @shape_fn(aten.addmm.default)
 def _addmm(bias: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> torch.Tensor | None:
-    out = _mm(a, b)
+    out: torch.Tensor | None = _mm(a, b)
     if out is None or _same_float(bias, a) is None or _broadcast([bias.shape, out.shape]) != list(out.shape):
         return None
     return out

@@ -114,10 +114,10 @@ class FastMeta(TorchDispatchMode):
         return False
 
     def __init__(self, budget: Any = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
         self.budget = budget  # an OpBudget ticked for every operator (the trace's loop guard), or None
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         if self.budget is not None:
             self.budget.tick()
         shape_fn = SHAPES.get(func)

@@ -22,7 +22,7 @@ from .mode import (
 
 
 @shape_fn(aten.native_layer_norm.default)
-def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> tuple | None:
+def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, ...] | None:
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(x, *params) is None or not _canonical(x):
         return None
@@ -38,7 +38,7 @@ def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: floa
 
 @shape_fn(aten.native_layer_norm_backward.default)
 def _layer_norm_backward(grad: Any, x: Any, normalized_shape: Any, mean: Any, rstd: Any, weight: Any, bias: Any,
-                         mask: Any) -> tuple | None:
+                         mask: Any) -> tuple[Any, ...] | None:
     """Gradients of input, weight and bias (each where ``mask`` asks and the tensor exists), new and contiguous."""
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(grad, x, *params) is None or not (_canonical(grad) and _canonical(x)) or grad.shape != x.shape:
@@ -56,7 +56,7 @@ def _layer_norm_backward(grad: Any, x: Any, normalized_shape: Any, mean: Any, rs
 
 
 @shape_fn(aten.native_group_norm.default)
-def _group_norm(x: Any, weight: Any, bias: Any, n: int, c: int, hw: int, group: int, eps: float) -> tuple | None:
+def _group_norm(x: Any, weight: Any, bias: Any, n: int, c: int, hw: int, group: int, eps: float) -> tuple[Any, ...] | None:
     params = [t for t in (weight, bias) if t is not None]
     if _same_float(x, *params) is None or not _canonical(x) or x.dim() < 2:
         return None
@@ -80,7 +80,8 @@ def _softmax(x: Any, dim: int, half_to_float: bool) -> torch.Tensor | None:
 def _safe_softmax(x: Any, dim: int, dtype: Any = None) -> torch.Tensor | None:
     if dtype is not None:
         return None
-    return _softmax(x, dim, False)
+    out: torch.Tensor | None = _softmax(x, dim, False)
+    return out
 
 
 def _reduced(x: Any, dims: Any, keepdim: bool) -> list[int] | None:

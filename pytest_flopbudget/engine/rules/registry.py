@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from math import prod
+from typing import Any
 
 from torchprofile.handlers import HANDLER_MAP
 from torchprofile.ir import Node, Variable
@@ -34,7 +35,7 @@ def _key(operator: str) -> str:
     return operator.lower()
 
 
-def register_rule(operator: str, fn: Rule | None = None) -> Callable:
+def register_rule(operator: str, fn: Rule | None = None) -> Callable[..., Any]:
     """Price ``operator`` with ``fn(node) -> int`` (MACs), replacing any earlier rule.
 
     Use it as a call, ``register_rule("mylib::gemm", my_fn)``, or as a
