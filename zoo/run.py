@@ -126,7 +126,7 @@ class Job:
 
 
 def snapshot_version_only(line: str) -> bool:
-    return line.endswith(VERSION_ONLY) or line.startswith("... and ")
+    return line.endswith(VERSION_ONLY)
 
 
 def _signal_name(rc: int) -> str:
@@ -183,7 +183,7 @@ def make_row(entry: registry.Entry, raw: dict, rc: int | None, killed: str | Non
     elif raw.get("build_error"):
         status, detail = "build-error", _first_line(raw["build_error"])
     elif damage and all(snapshot_version_only(d) for d in damage):
-        status, detail = "touched", f"{len(damage)} tensors: {damage[0]}"
+        status, detail = "touched", f"version counters only; first: {damage[0]}"
     elif damage:
         status, detail = "damaged", damage[0]
     elif (raw.get("count_error") or {}).get("type") == "UnpricedOperatorError":
@@ -275,11 +275,13 @@ def table(rows: list[dict]) -> str:
         if r.get("mode") == "real":
             capture += " (real pass)"
         status = r["status"] + "".join(f", {f}" for f in r.get("flags", []) if f != "unpriced-ops")
+        counted = not r.get("count_error") or r.get("warn_result")  # no time or ratio for a failed count
         lines.append("| " + " | ".join(_cell(c) for c in (
             r["model"], r["family"] + ("/" + r["group"] if r.get("group") else ""),
             _fmt(r["macs"] / 1e9 if r.get("macs") is not None else None),
             _fmt(r["published_macs"] / 1e9 if r.get("published_macs") is not None else None),
-            published, _fmt(r.get("count_s"), 2), _fmt(r.get("bare_s"), 2), _fmt(r.get("ratio"), 2),
+            published, _fmt(r.get("count_s") if counted else None, 2), _fmt(r.get("bare_s"), 2),
+            _fmt(r.get("ratio") if counted else None, 2),
             capture, ", ".join(sorted(r.get("unpriced") or {})), status,
         )) + " |")
     return "\n".join(lines)
@@ -303,16 +305,18 @@ def write_docs(rows: list[dict], meta: dict, path: Path = DOCS) -> None:
         "downloaded), with random weights on the meta device, and counted with the default `measure` in a",
         "process of its own (`zoo/worker.py`): a crash or a hang is a row, not the end of the run.",
         "",
-        "Made by:",
+        "The whole zoo: `python -m zoo.run` (options: `--only PATTERN`, repeatable; `--jobs N`;",
+        "`--timeout S`; `--list`). This table was made by:",
         "",
         "```",
-        meta.get("command", "python -m zoo.run"),
+        *[run["command"] for run in meta.get("runs", [meta])],
         "```",
         "",
-        f"on {meta.get('date', '?')}, commit {meta.get('commit', '?')}, "
-        + ", ".join(f"{k} {v}" for k, v in vers.items())
-        + f"; {meta.get('jobs', '?')} workers, {meta.get('elapsed_s', 0) / 60:.1f} min for the run"
-        + (f" ({meta['host']})" if meta.get("host") else "") + ".",
+        *[f"- {run.get('models', '?')} models on {run.get('date', '?')}, zoo commit {run.get('commit', '?')}, "
+          f"{run.get('jobs', '?')} workers, {run.get('elapsed_s', 0) / 60:.1f} min" for run in meta.get("runs", [meta])],
+        "",
+        ", ".join(f"{k} {v}" for k, v in vers.items())
+        + (f"; {meta['host']}" if meta.get("host") else "") + ".",
         "",
         f"{len(rows)} models: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
         "",
@@ -368,7 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=DOCS)
     parser.add_argument("--no-docs", action="store_true", help="write results.json only")
     parser.add_argument("--list", action="store_true", help="list the selected entries and exit")
+    parser.add_argument("--docs-only", action="store_true", help="rewrite the table from the results file")
     args = parser.parse_args(argv)
+    if args.docs_only:
+        saved = load_results(args.results)
+        write_docs(saved["rows"], saved["meta"], args.docs)
+        return 0
 
     entries = registry.select(None if args.all else args.only)
     if args.list:
@@ -388,14 +397,17 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(), "versions": versions(), "jobs": args.jobs, "elapsed_s": round(elapsed, 1),
         "host": f"{os.cpu_count()} CPUs",
     }
+    meta["runs"] = [{"command": meta["command"], "date": meta["date"], "commit": meta["commit"],
+                     "models": len(rows), "elapsed_s": meta["elapsed_s"], "jobs": args.jobs}]
     previous = {} if args.fresh else {r["name"]: r for r in load_results(args.results).get("rows", [])}
     if previous and len(entries) < len(registry.all_entries()):
+        # a partial run: its rows replace those of earlier runs, the others stay
         merged = dict(previous)
         merged.update({r["name"]: r for r in rows})
         order = [e.name for e in registry.all_entries()]
         all_rows = [merged[n] for n in order if n in merged]
         old = load_results(args.results).get("meta", {})
-        meta = {**old, "updated": {"command": command.strip(), "date": meta["date"], "entries": len(rows)}}
+        meta["runs"] = old.get("runs", []) + meta["runs"]
     else:
         all_rows = rows
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -259,5 +259,7 @@ def diff(before: Snapshot, after: Snapshot, limit: int = 40) -> list[str]:
         if path not in a:
             out.append(f"{path}: added ({b[path][:160]})")
     if len(out) > limit:
-        out = out[:limit] + [f"... and {len(out) - limit} more differences"]
+        rest = out[limit:]
+        same = " " + VERSION_ONLY if all(line.endswith(VERSION_ONLY) for line in rest) else ""
+        out = out[:limit] + [f"... and {len(rest)} more differences{same}"]
     return out
