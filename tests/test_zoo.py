@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from zoo import registry  # noqa: E402
-from zoo.run import run_entries  # noqa: E402
+from zoo import registry
+from zoo.run import run_entries
 
 # name -> library it needs
 SAMPLE = {

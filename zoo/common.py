@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # The end of a difference line where a tensor differs in its version counter alone (zoo/snapshot.py).
 VERSION_ONLY = "(version counter only: same tensor, same values, written in place)"

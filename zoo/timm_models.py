@@ -189,6 +189,6 @@ def entries():
     for name, module, published in MODELS:
         yield Entry(
             name=f"timm/{name}", family="timm", group=module,
-            builder=f"zoo.timm_models:build", builder_arg=name,
+            builder="zoo.timm_models:build", builder_arg=name,
             published=published, published_source=PUBLISHED_SOURCE if published is not None else None,
         )
