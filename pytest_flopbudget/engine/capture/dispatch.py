@@ -319,7 +319,7 @@ class _Dispatch(TorchDispatchMode):
 # ---- higher-order operators --------------------------------------------------------------
 
 
-def _isolated(mode: _Dispatch, body: Callable[..., Any], args: tuple) -> tuple[Any, Tally]:
+def _isolated(mode: _Dispatch, body: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, Tally]:
     """``body(*args)`` under the capture, its operators counted in a tally of their own."""
     state = mode.state
     outer, state.tally = state.tally, Tally(capture="dispatch")
@@ -356,11 +356,11 @@ def _cond(mode: _Dispatch, pred: Any, true_fn: Any, false_fn: Any, operands: Any
     return taken_true if pred else taken_false
 
 
-def _higher_order(mode: _Dispatch, func: HigherOrderOperator, args: tuple, kwargs: dict) -> Any:
+def _higher_order(mode: _Dispatch, func: HigherOrderOperator, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """A higher-order operator (the mode is off while this runs): ``cond`` by :func:`_cond`; one with a
     rule (``flex_attention``) priced as one call; any other by its eager implementation run under the
     capture, so the operators of its bodies are priced."""
-    name = func.name()
+    name = str(func.name())  # type: ignore[no-untyped-call]
     if name == "cond" and not kwargs:
         return _cond(mode, *args)
     operator = f"higher_order::{name}"
@@ -379,7 +379,35 @@ def _higher_order(mode: _Dispatch, func: HigherOrderOperator, args: tuple, kwarg
         return kernel(*args, **kwargs)
 
 
-def has_nested(args: tuple, kwargs: dict) -> bool:
+_EAGER: list[bool] = [False]
+
+
+def _eager_below_dispatch() -> None:
+    """Have dynamo leave the capture's dispatch handler, and all it calls, to run eagerly.
+
+    Eager ``torch.cond`` and ``while_loop`` call their operator through ``torch.compile``, which
+    skips the frame because a dispatch mode (the capture) is active, but still compiles the frames
+    it calls: the handler runs with the mode popped and would be compiled (and fail). torch's own
+    modes are wrapped in ``torch._dynamo.disable`` for this; here (where importing dynamo for every
+    call would cost) the handler's code is marked to skip, recursively, once dynamo is in use:
+    when the first higher-order operator reaches the capture (dynamo is imported by then)."""
+    if _EAGER[0]:
+        return
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    if eval_frame is None:
+        return
+    try:
+        from torch._dynamo.types import FrameAction, FrameExecStrategy  # type: ignore[attr-defined]
+
+        eval_frame.set_code_exec_strategy(
+            _Dispatch.__torch_dispatch__.__code__, FrameExecStrategy(FrameAction.SKIP, FrameAction.SKIP)
+        )
+    except Exception:
+        return
+    _EAGER[0] = True
+
+
+def has_nested(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether a nested tensor is among the inputs (a trace records no shape for it)."""
     items = list(args) + list(kwargs.values())
     while items:
@@ -401,6 +429,8 @@ class _Composites(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        if isinstance(func, HigherOrderOperator):
+            _eager_below_dispatch()
         call = None if self.state.muted else _bind_call(func, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
@@ -440,12 +470,12 @@ def _eager_flex_attention() -> Iterator[None]:
     if flex is None or not hasattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
         yield
         return
-    before = flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
-    flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+    before = getattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG")  # noqa: B009  (a module torch may lack)
+    setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", True)  # noqa: B010
     try:
         yield
     finally:
-        flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = before
+        setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", before)  # noqa: B010
 
 
 def run(fn: Any, module: nn.Module | None, args: tuple, kwargs: dict, meta: bool) -> Tally:
