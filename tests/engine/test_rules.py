@@ -554,8 +554,9 @@ def test_varlen_attention_with_offsets_sums_each_sequence() -> None:
     """Real offsets (the dispatch capture reads a small integer tensor's values): sum Lq_i * Lk_i."""
     from pytest_flopbudget.engine.capture.dispatch import _variable
 
-    assert _variable(torch.tensor([0, 5, 16], dtype=torch.int32), 0).value == [0, 5, 16]
-    assert _variable(torch.tensor([0, 5, 16], dtype=torch.int32, device="meta"), 0).value is None
+    assert _variable(torch.tensor([0, 5, 16], dtype=torch.int32), 0, offsets=True).value == [0, 5, 16]
+    assert _variable(torch.tensor([0, 5, 16], dtype=torch.int32, device="meta"), 0, offsets=True).value is None
+    assert _variable(torch.tensor([0, 5, 16], dtype=torch.int32), 0).value is None  # other operators: shapes only
     q, k = tensor(16, H, D), tensor(20, HK, D)
     pairs = 5 * 8 + 11 * 12
     flash = node("aten::_flash_attention_forward", q, k, k, offsets(0, 5, 16), offsets(0, 8, 20), const(11), const(12))

@@ -52,6 +52,7 @@ from torchprofile.ir import Node, Variable
 from pytest_flopbudget.engine import fastmeta, rules
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.meta import meta_output
+from pytest_flopbudget.engine.rules.attention import READS_OFFSETS
 from pytest_flopbudget.results import conventions
 
 __all__ = ["capture", "has_nested", "Tally"]
@@ -78,7 +79,7 @@ def _shape(value: torch.Tensor) -> list[int]:
 def _offsets(value: torch.Tensor) -> list[int] | None:
     """The values of a small 1-D integer tensor holding real data (the offsets of a variable-length
     batch), which shapes alone cannot give; None elsewhere."""
-    if type(value) is not torch.Tensor or value.dtype not in _INTEGER or value.dim() != 1 or value.numel() > 65_536:
+    if type(value) is not torch.Tensor or value.dtype not in _INTEGER or value.dim() != 1 or value.numel() > 4_097:
         return None
     if value.is_meta:
         return None
@@ -88,12 +89,12 @@ def _offsets(value: torch.Tensor) -> list[int] | None:
         return None
 
 
-def _variable(value: Any, index: int) -> Variable:
-    """A trace-like ``Variable``: a tensor's shape (and the values of an offsets tensor); a list's
-    items (tensors as shapes); a constant's value."""
+def _variable(value: Any, index: int, offsets: bool = False) -> Variable:
+    """A trace-like ``Variable``: a tensor's shape (with ``offsets``, and the values of an offsets
+    tensor); a list's items (tensors as shapes); a constant's value."""
     name = str(index)
     if isinstance(value, torch.Tensor):
-        return Variable(name=name, dtype=str(value.dtype), shape=_shape(value), value=_offsets(value))
+        return Variable(name=name, dtype=str(value.dtype), shape=_shape(value), value=_offsets(value) if offsets else None)
     if isinstance(value, (list, tuple)):
         items = [_shape(v) if isinstance(v, torch.Tensor) else _plain(v) for v in value]
         return Variable(name=name, dtype="list", value=items)
@@ -254,7 +255,7 @@ class _Capture:
         node = Node(
             operator=operator,
             attributes={},
-            inputs=[_variable(v, i) for i, v in enumerate(inputs)],
+            inputs=[_variable(v, i, operator in READS_OFFSETS) for i, v in enumerate(inputs)],
             outputs=_outputs(out),
             scope="",
         )

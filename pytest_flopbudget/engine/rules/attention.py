@@ -23,9 +23,17 @@ from torchprofile.ir import Node, Variable
 
 from .registry import _shape, rule
 
-__all__ = ["BACKWARD_CONVENTIONS", "attention_backward", "backward_macs", "forward_macs"]
+__all__ = ["BACKWARD_CONVENTIONS", "READS_OFFSETS", "attention_backward", "backward_macs", "forward_macs"]
 
 BACKWARD_CONVENTIONS = ("math", "recompute")
+
+READS_OFFSETS = frozenset({
+    "aten::_flash_attention_forward", "aten::_flash_attention_backward", "aten::_efficient_attention_forward",
+    "aten::_efficient_attention_backward", "aten::_flash_attention_forward_no_dropout_inplace",
+    "torch_attn::_varlen_attn", "torch_attn::_varlen_attn_out", "torch_attn::_varlen_attn_backward",
+})
+"""Operators whose rules read the values of their offsets tensors: the dispatch capture hands them
+the values of small integer tensors (shapes alone everywhere else)."""
 _convention = ["math"]
 
 
