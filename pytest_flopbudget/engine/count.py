@@ -65,6 +65,8 @@ operators in all. Both limits count operators, not time: a model always takes th
 def _default(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
     """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go."""
     try:
+        if dispatch.has_nested(args, kwargs):  # the trace records no shape for a nested tensor
+            raise ValueError("a nested tensor among the inputs, whose shape a trace does not record")
         return trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
     except NoTensorOutput:
         raise

@@ -86,6 +86,7 @@ CATEGORY_COLOR = {
     "conv": "#2ca02c",
     "attention": "#9467bd",
     "recurrent": "#8c564b",
+    "fft": "#17becf",
     "norm": "#ff7f0e",
     "elementwise": "#bcbd22",
 }

@@ -10,14 +10,16 @@ Every operator name (``"aten::addmm"``, ``"aten::mul_"``, ``"aten.mul.Tensor"``,
 - ``conv``: convolutions, direct and transposed
 - ``attention``: fused attention kernels (``scaled_dot_product_attention`` and its backends)
 - ``recurrent``: fused LSTM/GRU/RNN layers and cells (matrix products inside)
+- ``fft``: fast Fourier transforms (``fft_rfft2``, ``_fft_r2c``, ...), priced at 5/2 N log2 N MACs per
+  complex transform of N points, half that for a real one
 - ``norm``: layer, batch, group, instance and RMS normalisation
 - ``elementwise``: everything else (pointwise arithmetic, resampling, data movement)
 
-The first four are *costly*: an operator of those categories that no rule can
+The first five are *costly*: an operator of those categories that no rule can
 price must never pass silently as zero. The *published* convention is what
 model cards, papers and most tools print as "FLOPs" (torchvision's GFLOPS,
 timm's GMACs, fvcore, the DiT paper): the MACs of matmul, convolution,
-attention (and recurrent) operators only, no elementwise terms.
+attention (and recurrent) operators only, no FFTs, no elementwise terms.
 
 Names are matched exactly first (a table below, plus :func:`set_category`);
 an unknown name is classified by its words (``fused_gemm_bias`` -> matmul),
@@ -42,8 +44,8 @@ __all__ = [
     "set_category",
 ]
 
-CATEGORIES = ("matmul", "conv", "attention", "recurrent", "norm", "elementwise")
-COSTLY = frozenset({"matmul", "conv", "attention", "recurrent"})
+CATEGORIES = ("matmul", "conv", "attention", "recurrent", "fft", "norm", "elementwise")
+COSTLY = frozenset({"matmul", "conv", "attention", "recurrent", "fft"})
 PUBLISHED = ("matmul", "conv", "attention", "recurrent")
 
 _TABLE: dict[str, str] = {}
@@ -60,7 +62,8 @@ _add(
     tensordot linalg_multi_dot chain_matmul linalg_matmul cdist _grouped_mm grouped_mm _scaled_mm _scaled_grouped_mm
     _int_mm _addmm_activation _weight_int4pack_mm _weight_int8pack_mm mkldnn_linear linear_backward
     mkldnn_linear_backward mkldnn_linear_backward_input mkldnn_linear_backward_weights _trilinear
-    fbgemm_linear_fp16_weight fbgemm_linear_int8_weight""",
+    fbgemm_linear_fp16_weight fbgemm_linear_int8_weight linear_dynamic linear_dynamic_fp16 linear_relu_dynamic
+    linear_relu_dynamic_fp16 linear_relu""",
 )
 _add(
     "conv",
@@ -79,12 +82,19 @@ _add(
     _efficient_attention_forward _scaled_dot_product_flash_attention_backward
     _scaled_dot_product_flash_attention_for_cpu_backward _scaled_dot_product_efficient_attention_backward
     _scaled_dot_product_cudnn_attention_backward _flash_attention_backward _efficient_attention_backward
-    multi_head_attention_forward""",
+    multi_head_attention_forward _varlen_attn _varlen_attn_out _varlen_attn_backward flex_attention
+    flex_attention_backward _flash_attention_forward_no_dropout_inplace _cudnn_attention_forward
+    _cudnn_attention_backward""",
 )
 _add(
     "recurrent",
     """lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell _thnn_fused_lstm_cell
     _thnn_fused_gru_cell mkldnn_rnn_layer _cudnn_rnn miopen_rnn quantized_lstm_cell quantized_gru_cell""",
+)
+_add(
+    "fft",
+    """fft_fft fft_ifft fft_rfft fft_irfft fft_hfft fft_ihfft fft_fft2 fft_ifft2 fft_rfft2 fft_irfft2 fft_hfft2
+    fft_ihfft2 fft_fftn fft_ifftn fft_rfftn fft_irfftn fft_hfftn fft_ihfftn _fft_r2c _fft_c2r _fft_c2c stft istft""",
 )
 _add(
     "norm",
@@ -120,6 +130,7 @@ _WORDS = {
     "lstm": "recurrent",
     "gru": "recurrent",
     "rnn": "recurrent",
+    "fft": "fft",
 }
 _SPLIT = re.compile(r"[_\d]+")
 
@@ -172,7 +183,7 @@ def category(operator: str) -> str:
 
 
 def is_costly(operator: str) -> bool:
-    """Whether an unpriced ``operator`` would hide real compute (matmul, conv, attention or recurrent class)."""
+    """Whether an unpriced ``operator`` would hide real compute (matmul, conv, attention, recurrent or fft class)."""
     return category(operator) in COSTLY
 
 

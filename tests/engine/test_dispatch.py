@@ -6,6 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch._C import DispatchKey
+from torch._ops import HigherOrderOperator
 
 from pytest_flopbudget.engine.capture.dispatch import capture
 from pytest_flopbudget.engine.count import Tally, count
@@ -76,3 +78,75 @@ def test_dropout_in_training_mode_is_free_as_in_the_trace() -> None:
     for mode in ("meta", "real"):
         seen = count(model, (x,), {}, counter="flop_counter", mode=mode)
         assert seen.macs == count(model, (x,), {}, mode=mode).macs == 2 * 4 * 4
+
+
+# ---- higher-order operators ----------------------------------------------------------------------
+
+
+
+class _Apply(HigherOrderOperator):
+    """A higher-order operator whose eager implementation calls its body."""
+
+    def __init__(self) -> None:
+        super().__init__("flopbudget_test_apply")
+
+    def __call__(self, body, x):  # type: ignore[no-untyped-def, override]
+        return super().__call__(body, x)
+
+
+def _below_autograd(op: HigherOrderOperator) -> None:
+    from torch._higher_order_ops.utils import autograd_not_implemented
+
+    op.py_autograd_impl(autograd_not_implemented(op, deferred_error=True))
+
+
+apply_op = _Apply()
+apply_op.py_impl(DispatchKey.CompositeExplicitAutograd)(lambda body, x: body(x))
+_below_autograd(apply_op)
+
+
+class _Opaque(HigherOrderOperator):
+    """One with no eager implementation: nothing to count through."""
+
+    def __init__(self) -> None:
+        super().__init__("flopbudget_test_opaque")
+
+    def __call__(self, body, x):  # type: ignore[no-untyped-def, override]
+        return super().__call__(body, x)
+
+
+opaque_op = _Opaque()
+_below_autograd(opaque_op)
+
+
+class _Applies(nn.Module):
+    def __init__(self, op: HigherOrderOperator) -> None:
+        super().__init__()
+        self.op = op
+        self.inner = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(self.inner, x)
+
+
+@pytest.mark.parametrize("counter", ["torchprofile", "flop_counter"])
+@pytest.mark.parametrize("mode", ["meta", "real"])
+def test_a_higher_order_operator_is_counted_through_its_body(counter: str, mode: str) -> None:
+    result = count(_Applies(apply_op), (torch.randn(3, 8),), {}, counter=counter, mode=mode)
+    assert (result.macs, result.unpriced) == (3 * 8 * 5, {})
+
+
+def test_a_higher_order_operator_without_eager_body_fails_in_one_line() -> None:
+    with pytest.raises(NotImplementedError) as caught, capture(None):
+        opaque_op(nn.Linear(8, 5), torch.randn(3, 8))
+    text = str(caught.value)
+    assert "\n" not in text
+    assert "flopbudget_test_opaque has no eager implementation" in text and "register_rule('higher_order::flopbudget_test_opaque'" in text
+
+
+def test_cond_inside_capture_counts_the_costlier_branch_and_runs_the_taken_one() -> None:
+    x = -torch.ones(3, 3)
+    with capture(None) as tally:
+        out = torch.cond(x.sum() > 0, lambda x: x @ x, lambda x: x - 1, (x,))
+    assert torch.equal(out, x - 1)
+    assert tally.macs == 3 * 3 * 3 and tally.unpriced == {}

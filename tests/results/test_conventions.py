@@ -33,6 +33,22 @@ from pytest_flopbudget.results.result import FlopResult, Record
         ("aten::scaled_dot_product_attention", "attention"),
         ("aten._scaled_dot_product_flash_attention_for_cpu.default", "attention"),
         ("aten::lstm", "recurrent"),
+        ("aten::_convolution_mode", "conv"),
+        ("aten::fft_rfft2", "fft"),
+        ("aten.fft_irfftn.default", "fft"),
+        ("aten._fft_r2c.default", "fft"),
+        ("aten::_fft_c2c", "fft"),
+        ("aten::stft", "fft"),
+        ("mylib::fft_conv", "fft"),
+        ("quantized::linear_dynamic", "matmul"),
+        ("quantized.linear.default", "matmul"),
+        ("aten._flash_attention_forward.default", "attention"),
+        ("aten::_efficient_attention_backward", "attention"),
+        ("aten::_scaled_dot_product_flash_attention_backward", "attention"),
+        ("torch_attn::_varlen_attn", "attention"),
+        ("torch_attn._varlen_attn_backward.default", "attention"),
+        ("higher_order::flex_attention", "attention"),
+        ("higher_order::flex_attention_backward", "attention"),
         ("aten::layer_norm", "norm"),
         ("aten.native_layer_norm.default", "norm"),
         ("aten::mul_", "elementwise"),
@@ -59,6 +75,10 @@ def test_category(operator: str, expected: str) -> None:
     assert is_costly(operator) == (expected in conventions.COSTLY)
 
 
+def test_fft_is_costly_but_not_published() -> None:
+    assert "fft" in conventions.COSTLY and "fft" not in conventions.PUBLISHED
+
+
 def test_names_from_trace_and_dispatch_agree() -> None:
     assert normalize("aten.addmm.default") == normalize("aten::addmm") == "aten::addmm"
     assert normalize("aten.mul_.Tensor") == "aten::mul_"
@@ -79,7 +99,7 @@ def test_set_category_and_bad_category() -> None:
 
 def test_published_convention_counts_matmul_conv_attention_only() -> None:
     result = FlopResult(
-        macs=1000 + 200 + 30 + 4 + 5 + 6,
+        macs=1000 + 200 + 30 + 4 + 5 + 6 + 7,
         by_operator={
             "aten::linear": 1000,
             "aten::_convolution": 200,
@@ -87,11 +107,13 @@ def test_published_convention_counts_matmul_conv_attention_only() -> None:
             "aten::lstm": 4,
             "aten::layer_norm": 5,
             "aten::mul": 6,
+            "aten::fft_rfft": 7,
         },
     )
     assert result.by_category == {
-        "matmul": 1000, "conv": 200, "attention": 30, "recurrent": 4, "norm": 5, "elementwise": 6,
+        "matmul": 1000, "conv": 200, "attention": 30, "recurrent": 4, "fft": 7, "norm": 5, "elementwise": 6,
     }
+    assert list(result.by_category) == list(conventions.CATEGORIES)
     assert result.published_macs == 1234
     assert published_macs(result.by_category, include=("conv",)) == 200
 

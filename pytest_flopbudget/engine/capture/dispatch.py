@@ -19,18 +19,32 @@ recognised by its ``_safe_softmax`` and its scaling ``mul`` taken back out. Code
 that runs below Python (``loss.backward()``, fused optimizers) is seen at
 dispatch level only.
 
+Higher-order operators (``torch.cond``, ``while_loop``, ``flex_attention``, ``invoke_subgraph``, ...)
+reach the dispatch mode as one call holding Python bodies. ``cond`` runs both branches under the
+capture and counts the costlier one (whatever the predicate: on meta it has no value; torch's
+FlopCounterMode counts an upper bound too), returning the branch the predicate takes where it has a
+value; ``flex_attention`` (and its backward) is priced as one attention by its rule; any other runs
+its eager implementation under the capture, so the operators of its bodies are priced. One with no
+eager implementation fails with a one-line message.
+
+A jagged nested tensor is priced by its values (``[sum of lengths, ...]``), the shape its operators
+run on: ``linear`` on one costs (total tokens) x in x out.
+
 ``capture(module)`` works around any code: a forward, a backward, an optimizer step.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torch._C import DispatchKey
+from torch._ops import HigherOrderOperator
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
@@ -38,20 +52,51 @@ from torchprofile.ir import Node, Variable
 from pytest_flopbudget.engine import fastmeta, rules
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.meta import meta_output
+from pytest_flopbudget.engine.rules.attention import READS_OFFSETS
 from pytest_flopbudget.results import conventions
 
-__all__ = ["capture", "Tally"]
+__all__ = ["capture", "has_nested", "Tally"]
 
 _COMPOSITE = "CompositeImplicitAutograd"
 
 
-def _variable(value: Any, index: int) -> Variable:
-    """A trace-like ``Variable``: a tensor's shape; a list's items (tensors as shapes); a constant's value."""
+_INTEGER = (torch.int32, torch.int64)
+
+
+def _shape(value: torch.Tensor) -> list[int]:
+    """The shape a rule prices: a jagged nested tensor's values (``[sum of lengths, ...]``)."""
+    if value.is_nested:
+        values = getattr(value, "_values", None)
+        if not isinstance(values, torch.Tensor):
+            raise ValueError(
+                "a nested tensor of strided layout has no one shape to price its operators by; "
+                "build it with layout=torch.jagged (priced by its values)"
+            )
+        return list(values.shape)
+    return list(value.shape)
+
+
+def _offsets(value: torch.Tensor) -> list[int] | None:
+    """The values of a small 1-D integer tensor holding real data (the offsets of a variable-length
+    batch), which shapes alone cannot give; None elsewhere."""
+    if type(value) is not torch.Tensor or value.dtype not in _INTEGER or value.dim() != 1 or value.numel() > 4_097:
+        return None
+    if value.is_meta:
+        return None
+    try:
+        return [int(x) for x in value.tolist()]
+    except Exception:
+        return None
+
+
+def _variable(value: Any, index: int, offsets: bool = False) -> Variable:
+    """A trace-like ``Variable``: a tensor's shape (with ``offsets``, and the values of an offsets
+    tensor); a list's items (tensors as shapes); a constant's value."""
     name = str(index)
     if isinstance(value, torch.Tensor):
-        return Variable(name=name, dtype=str(value.dtype), shape=list(value.shape))
+        return Variable(name=name, dtype=str(value.dtype), shape=_shape(value), value=_offsets(value) if offsets else None)
     if isinstance(value, (list, tuple)):
-        items = [list(v.shape) if isinstance(v, torch.Tensor) else _plain(v) for v in value]
+        items = [_shape(v) if isinstance(v, torch.Tensor) else _plain(v) for v in value]
         return Variable(name=name, dtype="list", value=items)
     return Variable(name=name, dtype=type(value).__name__, value=_plain(value))
 
@@ -210,7 +255,7 @@ class _Capture:
         node = Node(
             operator=operator,
             attributes={},
-            inputs=[_variable(v, i) for i, v in enumerate(inputs)],
+            inputs=[_variable(v, i, operator in READS_OFFSETS) for i, v in enumerate(inputs)],
             outputs=_outputs(out),
             scope="",
         )
@@ -248,6 +293,8 @@ _SAFE_SOFTMAX = getattr(getattr(torch.ops.aten, "_safe_softmax", None), "default
 
 
 class _Dispatch(TorchDispatchMode):
+    supports_higher_order_operators = True  # they reach __torch_dispatch__, see _higher_order
+
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
@@ -258,6 +305,8 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
+        if isinstance(func, HigherOrderOperator):
+            return _higher_order(self, func, args, kwargs)
         out = meta_output(func, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
@@ -268,6 +317,112 @@ class _Dispatch(TorchDispatchMode):
         return out
 
 
+# ---- higher-order operators --------------------------------------------------------------
+
+
+def _isolated(mode: _Dispatch, body: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, Tally]:
+    """``body(*args)`` under the capture, its operators counted in a tally of their own."""
+    state = mode.state
+    outer, state.tally = state.tally, Tally(capture="dispatch")
+    try:
+        with mode:
+            out = body(*args)
+        return out, state.tally
+    finally:
+        state.tally = outer
+
+
+def _merge_into(total: Tally, part: Tally) -> None:
+    total.macs += part.macs
+    for store, more in ((total.by_module, part.by_module), (total.by_operator, part.by_operator), (total.unpriced, part.unpriced)):
+        for key, value in more.items():
+            store[key] = store.get(key, 0) + value
+
+
+def _cond(mode: _Dispatch, pred: Any, true_fn: Any, false_fn: Any, operands: Any) -> Any:
+    """Both branches run under the capture; the costlier one counts (the larger MACs, whatever the
+    predicate). The output is the branch the predicate takes, or the true branch's where the predicate
+    has no value (meta: both branches give the same shapes)."""
+    operands = tuple(operands)
+    taken_true, true_tally = _isolated(mode, true_fn, operands)
+    taken_false, false_tally = _isolated(mode, false_fn, operands)
+    _merge_into(mode.state.tally, true_tally if true_tally.macs >= false_tally.macs else false_tally)
+    for tally in (true_tally, false_tally):  # an operator no rule prices in either branch is reported
+        for op, n in tally.unpriced.items():
+            mode.state.tally.unpriced.setdefault(op, n)
+    if isinstance(pred, torch.Tensor):
+        if pred.is_meta or type(pred) is not torch.Tensor:
+            return taken_true
+        pred = bool(pred)
+    return taken_true if pred else taken_false
+
+
+def _higher_order(mode: _Dispatch, func: HigherOrderOperator, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A higher-order operator (the mode is off while this runs): ``cond`` by :func:`_cond`; one with a
+    rule (``flex_attention``) priced as one call; any other by its eager implementation run under the
+    capture, so the operators of its bodies are priced."""
+    name = str(func.name())
+    if name == "cond" and not kwargs:
+        return _cond(mode, *args)
+    operator = f"higher_order::{name}"
+    if rules.has_rule(operator):
+        out = func(*args, **kwargs)
+        if not mode.state.muted:
+            mode.state.price(operator, list(args), out)
+        return out
+    kernel = func.py_kernels.get(DispatchKey.CompositeExplicitAutograd)
+    if kernel is None:
+        raise NotImplementedError(
+            f"the higher-order operator {name} has no eager implementation whose operators the count could see; "
+            f"price it with register_rule({operator!r}, fn)"
+        )
+    with mode:
+        return kernel(*args, **kwargs)
+
+
+_EAGER: list[bool] = [False]
+
+
+def _eager_below_dispatch() -> None:
+    """Have dynamo leave the capture's dispatch handler, and all it calls, to run eagerly.
+
+    Eager ``torch.cond`` and ``while_loop`` call their operator through ``torch.compile``, which
+    skips the frame because a dispatch mode (the capture) is active, but still compiles the frames
+    it calls: the handler runs with the mode popped and would be compiled (and fail). torch's own
+    modes are wrapped in ``torch._dynamo.disable`` for this; here (where importing dynamo for every
+    call would cost) the handler's code is marked to skip, recursively, once dynamo is in use:
+    when the first higher-order operator reaches the capture (dynamo is imported by then)."""
+    if _EAGER[0]:
+        return
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    if eval_frame is None:
+        return
+    try:
+        from torch._dynamo.types import FrameAction, FrameExecStrategy  # type: ignore[attr-defined]
+
+        eval_frame.set_code_exec_strategy(
+            _Dispatch.__torch_dispatch__.__code__, FrameExecStrategy(FrameAction.SKIP, FrameAction.SKIP)
+        )
+    except Exception:
+        return
+    _EAGER[0] = True
+
+
+def has_nested(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a nested tensor is among the inputs (a trace records no shape for it)."""
+    items = list(args) + list(kwargs.values())
+    while items:
+        item = items.pop()
+        if isinstance(item, torch.Tensor):
+            if item.is_nested:
+                return True
+        elif isinstance(item, (list, tuple)):
+            items.extend(item)
+        elif isinstance(item, dict):
+            items.extend(item.values())
+    return False
+
+
 class _Composites(TorchFunctionMode):
     def __init__(self, state: _Capture) -> None:
         super().__init__()
@@ -275,6 +430,8 @@ class _Composites(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
+        if isinstance(func, HigherOrderOperator):
+            _eager_below_dispatch()
         call = None if self.state.muted else _bind_call(func, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
@@ -299,10 +456,27 @@ def capture(module: nn.Module | None = None, where: Callable[[], str] | None = N
     """
     state = _Capture(where)
     state.tally.capture = "dispatch"
-    with module_hooks(module, state.enter, state.leave) as names:
+    with module_hooks(module, state.enter, state.leave) as names, _eager_flex_attention():
         state.names.extend(names)
         with _Dispatch(state), _Composites(state):
             yield state.tally
+
+
+@contextmanager
+def _eager_flex_attention() -> Iterator[None]:
+    """``flex_attention`` called outside ``torch.compile`` compiles its operator with dynamo, which
+    cannot trace it under a dispatch mode (torch's FlopCounterMode fails alike): for the block,
+    call the operator directly (torch's own debug switch), so the capture sees it."""
+    flex = sys.modules.get("torch.nn.attention.flex_attention")
+    if flex is None or not hasattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
+        yield
+        return
+    before = getattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG")  # noqa: B009  (a module torch may lack)
+    setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", True)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", before)  # noqa: B010
 
 
 def run(fn: Any, module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:

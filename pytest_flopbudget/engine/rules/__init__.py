@@ -12,7 +12,8 @@ Importing this package registers them all; a rule set later for the same operato
 
 from __future__ import annotations
 
-from . import attention, conv, elementwise, matmul, norm, recurrent, training  # noqa: F401  (registers the rules)
+from . import attention, conv, elementwise, fft, matmul, norm, recurrent, training  # noqa: F401  (registers the rules)
+from .attention import BACKWARD_CONVENTIONS, attention_backward
 from .registry import (
     RULES,
     Rule,
@@ -27,6 +28,6 @@ from .registry import (
 )
 
 __all__ = [
-    "RULES", "Rule", "has_rule", "is_free", "price", "register_rule", "resolve", "rule", "unregister_rule",
-    "zero_cost",
+    "BACKWARD_CONVENTIONS", "RULES", "Rule", "attention_backward", "has_rule", "is_free", "price", "register_rule",
+    "resolve", "rule", "unregister_rule", "zero_cost",
 ]

@@ -38,3 +38,10 @@ def _conv_nd(node: Node) -> int:
 @rule("aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d")
 def _conv_transpose_nd(node: Node) -> int:
     return _conv(node, True)
+
+
+@rule("aten::_convolution_mode")
+def _convolution_mode(node: Node) -> int:
+    """Conv with ``padding="same"``/``"valid"`` (input, weight, bias, stride, padding, dilation, groups):
+    direct, numel(out) * Cin/groups * prod(kernel)."""
+    return _conv(node, False)

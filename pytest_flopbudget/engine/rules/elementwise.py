@@ -76,7 +76,7 @@ zero_cost(
     "aten::gather", "aten::masked_fill", "aten::where", "aten::_assert_async", "aten::_assert_tensor_metadata",
     "aten::_functional_sym_constrain_range", "aten::sym_constrain_range_for_size",
     "aten::_embedding_bag", "aten::embedding_dense_backward", "aten::histc", "aten::bincount", "aten::isin",
-    "aten::_shape_as_tensor", "aten::__and__", "aten::__or__",
+    "aten::_shape_as_tensor", "aten::__and__", "aten::__or__", "aten::is_nonzero",
     # profiler markers (optimizers record their step)
     "profiler::_record_function_enter", "profiler::_record_function_enter_new", "profiler::_record_function_exit",
 )

@@ -148,3 +148,17 @@ def _einsum(node: Node) -> int:
         later = set(out).union(*terms[i + 1:])
         current = "".join(c for c in sorted(both) if c in later)
     return total
+
+
+@rule(
+    "quantized::linear_dynamic",
+    "quantized::linear_dynamic_fp16",
+    "quantized::linear_relu_dynamic",
+    "quantized::linear_relu_dynamic_fp16",
+    "quantized::linear",
+    "quantized::linear_relu",
+)
+def _quantized_linear(node: Node) -> int:
+    """int8/fp16 Linear (input, packed weight, ...): the weight is an opaque packed object, so from
+    shapes: numel(out) * in_features, as ``aten::linear`` without bias."""
+    return _numel(node.outputs[0]) * _shape(node.inputs[0])[-1]

@@ -177,19 +177,6 @@ def _batch_norm_backward(node: Node) -> int:
     return _norm_backward(node, 2, 9)
 
 
-@rule(
-    "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
-    "aten::_scaled_dot_product_flash_attention_backward",
-    "aten::_scaled_dot_product_efficient_attention_backward",
-    "aten::_scaled_dot_product_cudnn_attention_backward",
-)
-def _sdpa_backward(node: Node) -> int:
-    """dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q: B * Hq * Sq * Skv * 2 (Dqk + Dv), twice the forward.
-    Inputs: grad_out, query, key, value, ..."""
-    q, k, v = (_shape(node.inputs[i]) for i in (1, 2, 3))
-    return 2 * prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
 @rule("aten::avg_pool2d_backward", "aten::avg_pool3d_backward", "aten::_adaptive_avg_pool2d_backward", "aten::_adaptive_avg_pool3d_backward")
 def _avg_pool_backward(node: Node) -> int:
     """The forward's one MAC per pooled output, once: numel(grad_output)."""
