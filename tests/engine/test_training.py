@@ -67,6 +67,37 @@ def test_input_that_requires_grad_gets_its_gradient() -> None:
     assert x.grad is None
 
 
+def test_a_non_leaf_input_that_requires_grad_gets_its_gradient() -> None:
+    """``x * 1.0`` of a leaf that requires grad: the step computes dX as well as dW."""
+    x = torch.randn(4, 10, requires_grad=True) * 1.0
+    result = measure_train_step(nn.Linear(10, 10), x)
+    linear = 4 * 10 * 10
+    assert result.phases == {"forward": linear, "backward": linear + linear, "optimizer": 0}  # dW and dX
+    assert x.grad_fn is not None and x.grad is None
+
+
+class Product(nn.Module):
+    """No parameters: the inputs are what is differentiated."""
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (x @ w).relu()
+
+
+def test_a_model_without_parameters_counts_the_gradients_of_its_inputs() -> None:
+    b, k, n = 4, 10, 3
+    matmul = b * k * n
+    x_only = measure_train_step(Product(), torch.randn(b, k, requires_grad=True), torch.randn(k, n))
+    assert x_only.phases == {"forward": matmul, "backward": matmul, "optimizer": 0}  # dX = dY W^T; relu's is free
+    both = measure_train_step(
+        Product(), torch.randn(b, k, requires_grad=True), torch.randn(k, n, requires_grad=True),
+        optimizer=lambda params: torch.optim.AdamW(params),
+    )
+    assert both.phases == {"forward": matmul, "backward": 2 * matmul, "optimizer": 0}  # dX and dW = X^T dY
+    assert any("no parameters" in note and "no optimizer step" in note for note in both.notes)
+    with pytest.raises(TrainStepError, match="no parameters and no input requires grad"):
+        measure_train_step(Product(), torch.randn(b, k), torch.randn(k, n))
+
+
 def test_backward_is_attributed_to_the_modules() -> None:
     result = measure_train_step(mlp(), torch.randn(N, D0))
     assert result.phase_modules["forward"] == {"0": N * D0 * D1, "2": N * D1 * D2}

@@ -98,11 +98,15 @@ def _gradients_kept(model: nn.Module) -> Iterator[None]:
 
 
 def _meta_input(x: Any) -> Any:
-    """A meta stand-in for an input tensor; a leaf that requires grad keeps requiring it."""
+    """A meta stand-in for an input tensor; one that requires grad keeps requiring it.
+
+    A non-leaf input (``x * 1.0`` of a tensor that requires grad) becomes a leaf that requires grad:
+    the step computes its gradient, as the real step does to pass it on upstream; the upstream
+    operators themselves ran before the call and are not part of it."""
     if not isinstance(x, torch.Tensor):
         return x
     m = x if x.is_meta else torch.empty_strided(x.size(), x.stride(), dtype=x.dtype, device="meta")
-    if x.requires_grad and x.is_leaf:
+    if x.requires_grad:
         m = m.detach().requires_grad_(True)
     return m
 
@@ -125,7 +129,13 @@ class _StrayTensorsOnMeta(TorchDispatchMode):
 # ---- the loss ------------------------------------------------------------------------
 
 
-def _default_loss(output: Any) -> torch.Tensor:
+_NO_PARAMETERS = (
+    "the model has no parameters and no input requires grad, so there is nothing to differentiate: "
+    "pass the inputs whose gradient the step computes with requires_grad=True"
+)
+
+
+def _default_loss(output: Any, has_parameters: bool = True) -> torch.Tensor:
     """The output's ``loss`` (a transformers ModelOutput given labels) when it has one, else the sum of
     every floating-point output tensor that requires grad."""
     found = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
@@ -137,6 +147,7 @@ def _default_loss(output: Any) -> torch.Tensor:
             "the model's output has no tensor that requires grad, so there is nothing to differentiate: "
             "check that some parameters require grad and that the forward does not run under torch.no_grad(), "
             "or pass loss=lambda out: ... returning a scalar"
+            if has_parameters else _NO_PARAMETERS
         )
     total = tensors[0].sum()
     for t in tensors[1:]:
@@ -144,8 +155,8 @@ def _default_loss(output: Any) -> torch.Tensor:
     return total
 
 
-def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None) -> torch.Tensor:
-    value = _default_loss(output) if loss is None else loss(output)
+def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None, has_parameters: bool = True) -> torch.Tensor:
+    value = _default_loss(output, has_parameters) if loss is None else loss(output)
     if not isinstance(value, torch.Tensor):
         raise TrainStepError(f"loss must return a tensor, got {type(value).__name__}")
     if value.numel() != 1:
@@ -156,6 +167,7 @@ def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None) -> torch.Tensor
         raise TrainStepError(
             "the loss does not require grad: no parameter it depends on requires grad, or the forward ran under "
             "torch.no_grad()"
+            if has_parameters else _NO_PARAMETERS
         )
     return value.reshape(())
 
@@ -187,7 +199,7 @@ def _same_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict]) -> tor
 def _bound_optimizer(optimizer: Any, model: nn.Module, swapped: dict[int, nn.Parameter]) -> torch.optim.Optimizer | None:
     """The optimizer the counted step runs: a copy of the user's bound to the meta parameters, or the
     factory's optimizer over them."""
-    if optimizer is None:
+    if optimizer is None or not swapped:  # a model without parameters has nothing to update
         return None
     if isinstance(optimizer, torch.optim.Optimizer):
         groups = []
@@ -416,7 +428,7 @@ def _run_step(
             # fastmeta's mode, entered first, makes the outputs of the common operators below the other modes
             with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), _TagNodes(modules.top), \
                     capture(model) as tallies["forward"]:
-                value = _scalar_loss(model(*step_args, **step_kwargs), loss)
+                value = _scalar_loss(model(*step_args, **step_kwargs), loss, bool(swapped))
             _tag_inner_nodes(value.grad_fn)
             with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), \
                     capture(model, where=_backward_module) as tallies["backward"]:
@@ -428,6 +440,8 @@ def _run_step(
             _create_state(bound)
             with fastmeta.meta_mode(False), _VoidKernelsOnMeta(), capture(model) as tallies["optimizer"]:
                 bound.step()
+    if optimizer is not None and not swapped:
+        lost.append("the model has no parameters: no optimizer step is counted (optimizer 0)")
     return tallies, lost
 
 
