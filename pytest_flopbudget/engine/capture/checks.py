@@ -58,12 +58,12 @@ def _meta_bool(args: tuple[Any, ...]) -> bool:
     return isinstance(t, torch.Tensor) and t.is_meta and t.dtype == torch.bool
 
 
-class AnsweredChecks(TorchDispatchMode):
+class AnsweredChecks(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Answer a value read of a meta bool tensor (``bool()``, ``.item()``, ``.all()`` in an ``if``) made inside
     a known input check; collect the assumptions made. Other reads fall through (and raise on meta)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.assumptions: list[str] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:

@@ -300,7 +300,7 @@ class _TagNodes(TorchFunctionMode):
     def __init__(self, where: Callable[[], str], inner: bool = False) -> None:
         super().__init__()
         self.where = where
-        self.inner = inner
+        self.tag_inner = inner
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
@@ -308,7 +308,7 @@ class _TagNodes(TorchFunctionMode):
             if isinstance(t, torch.Tensor) and t.grad_fn is not None:
                 fresh = _MODULE not in t.grad_fn.metadata
                 t.grad_fn.metadata.setdefault(_MODULE, self.where())
-                if self.inner and fresh:
+                if self.tag_inner and fresh:
                     _tag_inner_nodes(t.grad_fn)
         return out
 
