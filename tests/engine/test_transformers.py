@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from test_state import assert_deep_equal, deep_state
 
 from pytest_flopbudget import measure
 from pytest_flopbudget.engine.generation import prefill_and_decode
@@ -248,6 +249,7 @@ def test_a_checkpointed_llama_training_step_counts_one_recompute_per_layer(reent
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     assert model.model.gradient_checkpointing
     weights = list(model.parameters())
+    before = deep_state(model)
     with set_checkpoint_early_stop(early_stop):
         result = measure_train_step(model, x, labels=x, optimizer=torch.optim.AdamW(model.parameters()))
 
@@ -269,6 +271,7 @@ def test_a_checkpointed_llama_training_step_counts_one_recompute_per_layer(reent
         rerun = 0 if stops_early and name.endswith("down_proj") else macs
         assert result.phase_modules["backward"][name] == plain.phase_modules["backward"][name] + rerun, name
     assert list(model.parameters()) == weights and all(p.grad is None for p in weights)
+    assert_deep_equal(before, deep_state(model))  # every attribute, the config included
 
 
 def test_a_training_step_with_an_attention_mask_assumes_no_padding() -> None:
