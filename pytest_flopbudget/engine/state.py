@@ -9,7 +9,15 @@ its parameters and buffers, and every tensor reachable from its other
 attributes through lists, tuples and dicts, and puts all of it back on exit:
 the same objects in the same places, on the same device, with the same values.
 Lists and dicts in attributes get their contents back (an empty cache stays
-empty). Attributes a pass added are removed. Lazy modules (``nn.LazyLinear``)
+empty). Attributes a pass added are removed.
+
+Restoring replaces, it never reshapes: an attribute is re-bound to the object it
+held, and a container is touched only where the pass changed it, one entry at a
+time, with its own ``__setitem__``/``__delitem__``. A container the pass left
+alone (diffusers' ``FrozenDict`` config, a ``ModelOutput``, a list subclass) is
+never called at all, so containers that refuse mutation, properties, read-only
+attributes and ``__slots__`` classes keep exactly the state they had. What cannot
+be put back is reported in the notes, never forced. Lazy modules (``nn.LazyLinear``)
 are left to be built by the pass, as their first forward would.
 
 Values are copied beforehand only where a pass may write them in place and
@@ -51,16 +59,35 @@ class _TensorState:
         self.values = t.detach().clone() if copy_values and not t.is_meta else None
 
     def restore(self) -> bool:
-        """Put the tensor back; False when it was written in place and no copy was kept."""
+        """Put the tensor back; False when it was written in place and could not be restored.
+
+        Only what changed is written: ``.data`` when the pass swapped it, the values when they differ
+        from the copy (kernels such as batch norm's update buffers without a version bump)."""
         t = self.tensor
-        if t.device != self.data.device or t.shape != self.data.shape or t.dtype != self.data.dtype:
-            t.data = self.data
-        if self.values is not None:  # kernels such as batch norm's update buffers without a version bump
-            with torch.no_grad():
+        try:
+            if not _same_data(t, self.data):
                 t.data = self.data
-                t.copy_(self.values)
-            return True
+            if self.values is not None:
+                if not torch.equal(t.detach(), self.values):
+                    with torch.no_grad():
+                        t.copy_(self.values)
+                return True
+        except RuntimeError:  # an inference tensor outside inference mode, a tensor that refuses .data
+            return False
         return _version(t) == self.version
+
+
+_MISSING = object()
+
+
+def _same_data(t: torch.Tensor, data: torch.Tensor) -> bool:
+    """Whether ``t`` still holds ``data`` (a pass may have swapped ``.data`` for a tensor elsewhere)."""
+    if t.device != data.device or t.shape != data.shape or t.dtype != data.dtype:
+        return False
+    try:
+        return t.stride() == data.stride() and t.data_ptr() == data.data_ptr()
+    except RuntimeError:  # layouts without strides or storage (sparse, nested): nothing more to compare
+        return True
 
 
 def _snapshot(value: Any, copy_values: bool, depth: int = 0) -> Any:
@@ -78,6 +105,27 @@ def _snapshot(value: Any, copy_values: bool, depth: int = 0) -> Any:
     return None
 
 
+def _same_items(now: list[Any], then: list[Any]) -> bool:
+    return len(now) == len(then) and all(a is b for a, b in zip(now, then))
+
+
+def _restore_list(container: list[Any], contents: list[Any]) -> None:
+    if not _same_items(list(container), contents):
+        container[:] = contents
+
+
+def _restore_dict(container: dict[Any, Any], contents: dict[Any, Any]) -> None:
+    """Entry by entry, through the container's own methods, and only the entries that changed."""
+    now = dict(container)
+    if now.keys() == contents.keys() and all(now[k] is v for k, v in contents.items()):
+        return
+    for key in now.keys() - contents.keys():
+        del container[key]
+    for key, value in contents.items():
+        if now.get(key, _MISSING) is not value:
+            container[key] = value
+
+
 def _put_back(container: Any, snap: Any, lost: list[str], where: str) -> None:
     if snap is None:
         return
@@ -86,18 +134,18 @@ def _put_back(container: Any, snap: Any, lost: list[str], where: str) -> None:
             lost.append(where)
         return
     kind, contents, inner = snap
-    if kind == "list":
-        container[:] = contents
-        for item, s in zip(contents, inner):
-            _put_back(item, s, lost, where)
-    elif kind == "tuple":
-        for item, s in zip(container, inner):
-            _put_back(item, s, lost, where)
-    else:
-        container.clear()
-        container.update(contents)
-        for key, s in inner.items():
-            _put_back(contents[key], s, lost, where)
+    try:
+        if kind == "list":
+            _restore_list(container, contents)
+        elif kind == "dict":
+            _restore_dict(container, contents)
+    except Exception:  # a container that refuses the write: left as the pass made it, and reported
+        lost.append(where)
+        return
+    items = contents if kind != "tuple" else container
+    pairs = zip(items, inner) if kind != "dict" else ((contents[k], s) for k, s in inner.items())
+    for item, s in pairs:
+        _put_back(item, s, lost, where)
 
 
 class _ModuleState:
@@ -115,19 +163,24 @@ class _ModuleState:
         }
 
     def restore(self, lost: list[str]) -> None:
+        """Re-bind what the pass re-bound, put back what it changed in place; write nothing it left alone."""
         module, prefix = self.module, f"{self.name}." if self.name else ""
-        module.training = self.training
+        state = module.__dict__
+        if state.get("training", _MISSING) is not self.training:
+            state["training"] = self.training
         for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
-            for key, (t, state) in saved.items():
-                store[key] = t  # type: ignore[assignment]  # a parameter slot takes back the tensor it held
-                if not state.restore():
+            for key, (t, tensor_state) in saved.items():
+                if store.get(key, _MISSING) is not t:
+                    store[key] = t  # type: ignore[assignment]  # a parameter slot takes back the tensor it held
+                if not tensor_state.restore():
                     lost.append(prefix + key)
         for key, (value, snap) in self.attributes.items():
-            module.__dict__[key] = value
+            if state.get(key, _MISSING) is not value:
+                state[key] = value
             _put_back(value, snap, lost, prefix + key)
-        for key in set(module.__dict__) - self.keys:
+        for key in set(state) - self.keys:
             if key not in _INTERNAL:
-                del module.__dict__[key]
+                del state[key]
 
 
 def _is_lazy(module: nn.Module) -> bool:
@@ -151,6 +204,6 @@ def guard(module: nn.Module | None, copy_values: bool = False) -> Iterator[list[
             state.restore(lost)
         if lost:
             notes.append(
-                f"the model wrote {len(lost)} tensor(s) in place while being counted ({', '.join(lost[:3])}"
-                f"{', ...' if len(lost) > 3 else ''}); they keep their new values"
+                f"the model wrote {len(lost)} tensor(s) or container(s) in place while being counted "
+                f"({', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}); they keep their new values"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import pytest
@@ -204,3 +205,276 @@ def test_every_path_of_the_trace_leaves_the_model_alike(mode: str, closing: str,
     result = count(model, (torch.randn(5, 4),), {}, mode=mode)
     assert result.by_module["head"] == 5 * 4 * 4
     assert_unchanged(model, before)
+
+
+# ---- deep comparison: every attribute, containers that refuse mutation ---------------------------
+
+_PLAIN = (type(None), bool, int, str, bytes, torch.dtype, torch.device, torch.Size, torch.layout, torch.memory_format)
+
+
+def deep_state(value: object, seen: set[int] | None = None) -> object:
+    """Everything reachable from ``value``: identities of objects and containers, tensors' identity,
+    device, shape, flags, gradient and values, every ``__dict__`` and ``__slots__`` entry, recursively."""
+    seen = set() if seen is None else seen
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if id(value) in seen:
+        return ("seen", id(value))
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        values = None if value.is_meta else value.detach().clone()
+        grad = None if value.grad is None else deep_state(value.grad, seen)
+        return ("tensor", type(value), id(value), value.device, value.dtype, value.shape, value.stride(),
+                value.requires_grad, grad, _Values(values))
+    if isinstance(value, dict):
+        return ("dict", type(value), id(value), [(k, deep_state(v, seen)) for k, v in dict.items(value)],
+                deep_state(getattr(value, "__dict__", {}), seen) if hasattr(value, "__dict__") else None)
+    if isinstance(value, (list, tuple)):
+        return ("seq", type(value), id(value), [deep_state(v, seen) for v in value])
+    if isinstance(value, (set, frozenset)):
+        return ("set", type(value), id(value), frozenset(id(v) for v in value))
+    if callable(value) and not hasattr(value, "__slots__") and not hasattr(value, "__dict__"):
+        return ("callable", id(value))
+    if isinstance(value, type) or inspect_is_code(value):
+        return ("object", id(value))
+    slots = [s for cls in type(value).__mro__ for s in getattr(cls, "__slots__", ()) if s not in ("__dict__", "__weakref__")]
+    fields = {name: deep_state(getattr(value, name, "<unset>"), seen) for name in slots}
+    if hasattr(value, "__dict__") and not isinstance(value, type(importlib)):
+        fields.update({name: deep_state(v, seen) for name, v in vars(value).items()})
+    return ("object", type(value), id(value), fields)
+
+
+def inspect_is_code(value: object) -> bool:
+    import types
+
+    return isinstance(value, (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.CodeType))
+
+
+class _Values:
+    """Tensor values compared with torch.equal (NaN-free here) inside the nested tuples."""
+
+    def __init__(self, t: torch.Tensor | None) -> None:
+        self.t = t
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Values):
+            return NotImplemented
+        if self.t is None or other.t is None:
+            return self.t is None and other.t is None
+        return self.t.dtype == other.t.dtype and self.t.shape == other.t.shape and torch.equal(self.t, other.t)
+
+    def __repr__(self) -> str:
+        return "values" if self.t is None else f"values{tuple(self.t.shape)}"
+
+
+def assert_deep_equal(before: object, after: object, path: str = "model") -> None:
+    """Names the first difference (a plain ``==`` on the nested tuples would only say 'not equal')."""
+    if isinstance(before, tuple) and isinstance(after, tuple) and len(before) == len(after):
+        for i, (b, a) in enumerate(zip(before, after)):
+            assert_deep_equal(b, a, f"{path}[{i}]")
+    elif isinstance(before, list) and isinstance(after, list):
+        assert len(before) == len(after), f"{path}: {len(before)} entries before, {len(after)} after"
+        for i, (b, a) in enumerate(zip(before, after)):
+            assert_deep_equal(b, a, f"{path}[{i}]")
+    elif isinstance(before, dict) and isinstance(after, dict):
+        assert before.keys() == after.keys(), f"{path}: keys {sorted(before.keys() ^ after.keys())} differ"
+        for k in before:
+            assert_deep_equal(before[k], after[k], f"{path}.{k}")
+    else:
+        assert before == after, f"{path}: {before!r} before, {after!r} after"
+
+
+class FrozenConfig(dict):
+    """Like diffusers' FrozenDict: entries mirrored as attributes; every write after construction refused
+    (``clear`` too, stricter than diffusers)."""
+
+    def __init__(self, **entries: object) -> None:
+        super().__init__(**entries)
+        for key, value in entries.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_frozen", True)
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"{type(self).__name__} is frozen")
+
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise RuntimeError(f"{type(self).__name__} is frozen")
+
+
+class Output(dict):
+    """A dict subclass with attribute mirroring, as transformers' ModelOutput: written through its own methods."""
+
+    def __init__(self, **entries: object) -> None:
+        super().__init__()
+        for key, value in entries.items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: object) -> None:
+        super().__setitem__(key, value)
+        self.__dict__[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.__dict__.pop(key, None)
+
+
+class Blocks(list):
+    """A list subclass with an attribute of its own."""
+
+
+class Slotted:
+    __slots__ = ("scale", "table")
+
+    def __init__(self) -> None:
+        self.scale = 2.0
+        self.table = torch.arange(4.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    offset: torch.Tensor
+    name: str = "frozen"
+
+
+class Awkward(nn.Module):
+    """Every kind of attribute a count must leave alone or put back: a frozen mapping config, a dict
+    subclass the forward writes to, a list subclass, a property without a setter, a ``__slots__``
+    object, a frozen dataclass, tuples and nested dicts of tensors, a buffer and a gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._internal_dict = FrozenConfig(width=4, act="relu", sizes=[4, 4], table=torch.ones(4))
+        self.head = nn.Linear(4, 4)
+        self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+        self.cache = Output(kept=torch.zeros(4))
+        self.anchors = Blocks([torch.arange(4.0)])
+        self.anchors.label = "anchors"  # type: ignore[attr-defined]
+        self.helper = Slotted()
+        self.frozen = Frozen(torch.full((4,), 0.5))
+        self.pair = (torch.ones(4), {"nested": [torch.zeros(4)]})
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.head.weight.grad = torch.full_like(self.head.weight, 0.25)
+
+    @property
+    def config(self) -> FrozenConfig:
+        return self._internal_dict
+
+    @property
+    def width(self) -> int:
+        return self._internal_dict["width"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.config.act == "relu" and self.width == x.shape[-1]
+        y = self.head(x) * self.config["table"].to(x.device) + self.anchors[0].to(x.device)
+        for block in self.blocks:
+            y = block(y).relu()
+        self.cache["last"] = y  # written through the subclass's own __setitem__
+        self.cache["kept"] = y.sum(0)
+        self.steps += 1
+        return y * self.helper.table.to(x.device) + self.frozen.offset.to(x.device) + self.pair[0].to(x.device)
+
+
+def awkward_snapshot(model: Awkward) -> object:
+    return deep_state(model), model.config, dict(model.config), model.width, list(model.anchors)
+
+
+def assert_awkward_intact(model: Awkward, before: object) -> None:
+    after = awkward_snapshot(model)
+    assert_deep_equal(before[0], after[0])
+    assert after[1] is before[1] and after[2] == before[2] and after[3] == before[3]
+    assert model.config.width == 4 and model.cache.keys() == {"kept"} and "last" not in vars(model.cache)
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_containers_that_refuse_mutation_are_left_exactly_as_they_were(counter: str, mode: str) -> None:
+    torch.manual_seed(0)
+    model = Awkward().train()
+    before = awkward_snapshot(model)
+    result = count(model, (torch.randn(3, 4),), {}, counter=counter, mode=mode)
+    assert result.by_module["head"] == 3 * 4 * 4 and result.by_module["blocks.1"] == 3 * 4 * 4
+    assert_awkward_intact(model, before)
+
+
+def test_a_training_step_leaves_containers_that_refuse_mutation_alone() -> None:
+    from pytest_flopbudget import measure_train_step
+
+    model = Awkward().train()
+    before = awkward_snapshot(model)
+    result = measure_train_step(model, torch.randn(3, 4), optimizer=torch.optim.AdamW(model.parameters()))
+    assert result.phases["forward"] >= 3 * 3 * 4 * 4
+    assert_awkward_intact(model, before)
+
+
+def test_a_container_that_refuses_the_write_back_is_reported_not_forced() -> None:
+    """A pass that rebinds an entry of a mapping which then refuses writes: the guard notes it and
+    leaves the container as the pass made it (never half-cleared)."""
+
+    class Sealing(dict):
+        sealed = False
+
+        def __setitem__(self, key: str, value: object) -> None:
+            if self.sealed:
+                raise RuntimeError("sealed")
+            super().__setitem__(key, value)
+
+    class Seals(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.store = Sealing(a=torch.zeros(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.store["a"] = x
+            self.store.sealed = True
+            return x
+
+    model = Seals()
+    with guard(model) as notes:
+        model(torch.ones(2))
+    assert len(notes) == 1 and "store" in notes[0]
+    assert list(model.store) == ["a"] and torch.equal(model.store["a"], torch.ones(2))
+
+
+def _diffusers_models() -> list[tuple[str, nn.Module, tuple, dict]]:
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4,
+    )
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(8,), latent_channels=4, norm_num_groups=4, layers_per_block=1, sample_size=8,
+    )
+    return [
+        ("unet", unet, (torch.randn(1, 4, 8, 8), torch.tensor([10])), {"encoder_hidden_states": torch.randn(1, 3, 8)}),
+        ("vae", vae, (torch.randn(1, 3, 8, 8),), {}),
+    ]
+
+
+def test_diffusers_models_keep_their_frozen_config_and_every_attribute() -> None:
+    """Diffusers' FrozenDict config refuses update: every counter, mode and the training step leave the
+    model exactly as it was (deep comparison of every attribute, the config included)."""
+    for name, model, args, kwargs in _diffusers_models():
+        model.eval()
+        config = dict(model.config)
+        before = deep_state(model)
+        for counter in COUNTERS:
+            for mode in MODES:
+                result = count(model, args, kwargs, counter=counter, mode=mode)
+                assert result.by_category["conv"] > 0, (name, counter, mode)
+                assert_deep_equal(before, deep_state(model), f"{name}[{counter}, {mode}]")
+                assert dict(model.config) == config
+        model.train()
+        before = deep_state(model)
+        from pytest_flopbudget import measure_train_step
+
+        result = measure_train_step(model, *args, **kwargs)
+        assert result.phases["backward"] > 0
+        assert_deep_equal(before, deep_state(model), f"{name}[train step]")
+        assert dict(model.config) == config

@@ -67,6 +67,37 @@ def test_input_that_requires_grad_gets_its_gradient() -> None:
     assert x.grad is None
 
 
+def test_a_non_leaf_input_that_requires_grad_gets_its_gradient() -> None:
+    """``x * 1.0`` of a leaf that requires grad: the step computes dX as well as dW."""
+    leaf = torch.randn(4, 10, requires_grad=True)
+    result = measure_train_step(nn.Linear(10, 10), leaf * 1.0)
+    linear = 4 * 10 * 10
+    assert result.phases == {"forward": linear, "backward": linear + linear, "optimizer": 0}  # dW and dX
+    assert leaf.grad is None  # nothing flows back into the caller's graph
+
+
+class Product(nn.Module):
+    """No parameters: the inputs are what is differentiated."""
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (x @ w).relu()
+
+
+def test_a_model_without_parameters_counts_the_gradients_of_its_inputs() -> None:
+    b, k, n = 4, 10, 3
+    matmul = b * k * n
+    x_only = measure_train_step(Product(), torch.randn(b, k, requires_grad=True), torch.randn(k, n))
+    assert x_only.phases == {"forward": matmul, "backward": matmul, "optimizer": 0}  # dX = dY W^T; relu's is free
+    both = measure_train_step(
+        Product(), torch.randn(b, k, requires_grad=True), torch.randn(k, n, requires_grad=True),
+        optimizer=lambda params: torch.optim.AdamW(params),
+    )
+    assert both.phases == {"forward": matmul, "backward": 2 * matmul, "optimizer": 0}  # dX and dW = X^T dY
+    assert any("no parameters" in note and "no optimizer step" in note for note in both.notes)
+    with pytest.raises(TrainStepError, match="no parameters and no input requires grad"):
+        measure_train_step(Product(), torch.randn(b, k), torch.randn(k, n))
+
+
 def test_backward_is_attributed_to_the_modules() -> None:
     result = measure_train_step(mlp(), torch.randn(N, D0))
     assert result.phase_modules["forward"] == {"0": N * D0 * D1, "2": N * D1 * D2}
@@ -99,6 +130,37 @@ def test_activation_checkpointing_counts_the_recomputation() -> None:
     with checkpointing.set_checkpoint_early_stop(False):
         whole = measure_train_step(Checkpointed(d), torch.randn(N, d))
     assert whole.phases["backward"] == backward + 2 * N * d * d  # the whole block reruns
+
+
+class CheckpointedAttention(nn.Module):
+    """Attention (SDPA's fused kernel on meta, as on the CPU) inside a checkpoint."""
+
+    def __init__(self, d: int, heads: int, reentrant: bool) -> None:
+        super().__init__()
+        self.attention = Attention(d, heads)
+        self.reentrant = reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpointing.checkpoint(self.attention, x, use_reentrant=self.reentrant)
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_attention_inside_a_checkpoint_recomputes_its_forward(reentrant: bool) -> None:
+    """The recomputation runs SDPA's fused kernel as the forward did (the backward runs with no torch
+    function mode of its own): no CheckpointError, and the recompute costs one forward of the block.
+    The non-reentrant checkpoint stops once the tensors are saved again: the output projection's
+    input is saved before its matmul, so that matmul is not rerun."""
+    b, t, d, h = 2, 10, 32, 4
+    attention = b * h * t * t * (d // h + d // h)
+    proj = b * t * d * d
+    x = torch.randn(b, t, d, requires_grad=True)  # the reentrant checkpoint needs an input that requires grad
+    result = measure_train_step(CheckpointedAttention(d, h, reentrant), x)
+    assert result.phases["forward"] == 4 * proj + attention
+    plain = 2 * 4 * proj + 2 * attention  # every projection dX and dW, the attention's 4 gradient matmuls
+    recompute = 4 * proj + attention - (0 if reentrant else proj)
+    assert result.phases["backward"] == plain + recompute
+    assert result.by_operator["aten::_scaled_dot_product_flash_attention_for_cpu_backward"] == 2 * attention
+    assert result.unpriced == {}
 
 
 class TinyLM(nn.Module):

@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from test_state import assert_deep_equal, deep_state
 
 from pytest_flopbudget import measure
 from pytest_flopbudget.engine.generation import prefill_and_decode
@@ -187,3 +188,101 @@ def test_a_long_scan_leaves_the_trace_for_the_dispatch_capture(monkeypatch: pyte
     result = measure(model, x)
     assert result.capture == "dispatch" and result.macs == unrolled.macs
     assert any(says in note for note in result.notes)
+
+
+# ---- training steps with gradient checkpointing, counted on meta ---------------------------------
+
+
+def rms_norm(tokens: int) -> int:
+    """x * rsqrt(mean(x^2) + eps) and weight * x: two multiplies per element; the mean one per row."""
+    return 2 * tokens * H + tokens
+
+
+def rope(tokens: int) -> int:
+    """q * cos + rotate_half(q) * sin, and the same for k: two multiplies per element of q and k."""
+    return 2 * tokens * (HEADS + KV_HEADS) * HEAD_DIM
+
+
+def decoder_layer(tokens: int) -> int:
+    """One Llama decoder layer's forward: two norms, projections, RoPE, attention, the gated MLP
+    (silu(gate) * up: one multiply per intermediate element)."""
+    return (
+        2 * rms_norm(tokens) + attention_projections(tokens) + rope(tokens) + attention(tokens, tokens)
+        + mlp(tokens) + tokens * I
+    )
+
+
+def llama_train_forward(tokens: int) -> int:
+    """The layers, the final norm, the rotary table (inv_freq @ positions: HEAD_DIM/2 * T, then cos and
+    sin scaled: T * HEAD_DIM each), the LM head; the loss (cross-entropy) is free."""
+    rotary = HEAD_DIM // 2 * tokens + 2 * tokens * HEAD_DIM
+    return L * decoder_layer(tokens) + rms_norm(tokens) + rotary + tokens * H * V
+
+
+def llama_linears(tokens: int) -> int:
+    return L * (attention_projections(tokens) + mlp(tokens)) + tokens * H * V
+
+
+def train_llama() -> torch.nn.Module:
+    return llama(True).train()
+
+
+@pytest.mark.parametrize(
+    "reentrant, early_stop",
+    [(False, True), (False, False), (True, True)],
+    ids=["non-reentrant", "non-reentrant-no-early-stop", "reentrant"],
+)
+def test_a_checkpointed_llama_training_step_counts_one_recompute_per_layer(reentrant: bool, early_stop: bool) -> None:
+    """transformers' gradient checkpointing (its default non-reentrant checkpoint, and use_reentrant=True):
+    no CheckpointError, no real pass; the packed-sequence check (use_cache=False) answered on meta and
+    noted. The backward is the plain step's backward plus one recomputed forward per decoder layer.
+    torch's non-reentrant checkpoint stops a recomputation as soon as the tensors the backward needs are
+    saved again: before the layer's last matmul (down_proj) runs; without early stop, and reentrant, the
+    whole layer reruns."""
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+
+    from pytest_flopbudget import measure_train_step
+
+    x = ids(meta=True)
+    plain = measure_train_step(train_llama(), x, labels=x)
+    model = train_llama()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    assert model.model.gradient_checkpointing
+    weights = list(model.parameters())
+    before = deep_state(model)
+    with set_checkpoint_early_stop(early_stop):
+        result = measure_train_step(model, x, labels=x, optimizer=torch.optim.AdamW(model.parameters()))
+
+    forward = llama_train_forward(T)
+    assert plain.phases["forward"] == forward and result.phases["forward"] == forward
+    # the plain backward's matmuls: every Linear dX and dW (the embedding trains), attention 2x its forward
+    assert plain.by_operator["aten::mm"] == 2 * llama_linears(T)
+    assert plain.by_operator["aten::bmm"] == 2 * L * attention(T, T)
+    stops_early = early_stop and not reentrant
+    recompute = L * (decoder_layer(T) - (T * I * H if stops_early else 0))
+    assert result.phases["backward"] == plain.phases["backward"] + recompute
+    assert result.phases["optimizer"] == 5 * sum(p.numel() for p in model.parameters())  # AdamW, weight decay
+    assert result.unpriced == {} and result.mode == "meta"
+    assert any("position_ids hold one sequence per row" in note for note in result.notes)
+    # the recompute is the layers' own: every module's backward grows by its forward (down_proj: not rerun
+    # when the recomputation stops early)
+    layer0 = {k: v for k, v in plain.phase_modules["forward"].items() if k.startswith("model.layers.0.")}
+    for name, macs in layer0.items():
+        rerun = 0 if stops_early and name.endswith("down_proj") else macs
+        assert result.phase_modules["backward"][name] == plain.phase_modules["backward"][name] + rerun, name
+    assert list(model.parameters()) == weights and all(p.grad is None for p in weights)
+    assert_deep_equal(before, deep_state(model))  # every attribute, the config included
+
+
+def test_a_training_step_with_an_attention_mask_assumes_no_padding() -> None:
+    """A 2-D attention mask on meta: transformers asks whether it pads any token; answered 'no' (the
+    mask of an unpadded batch), noted; the same counts as without the mask."""
+    from pytest_flopbudget import measure_train_step
+
+    x = ids(meta=True)
+    model = train_llama()
+    model.gradient_checkpointing_enable()
+    without = measure_train_step(model, x, labels=x)
+    masked = measure_train_step(model, x, labels=x, attention_mask=torch.ones_like(x))
+    assert masked.phases == without.phases
+    assert any("pads no token" in note for note in masked.notes)

@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.engine import fastmeta
+from pytest_flopbudget.engine.capture.checks import AnsweredChecks
 from pytest_flopbudget.engine.capture.dispatch import capture
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.capture.trace import output_tensors
@@ -98,11 +99,15 @@ def _gradients_kept(model: nn.Module) -> Iterator[None]:
 
 
 def _meta_input(x: Any) -> Any:
-    """A meta stand-in for an input tensor; a leaf that requires grad keeps requiring it."""
+    """A meta stand-in for an input tensor; one that requires grad keeps requiring it.
+
+    A non-leaf input (``x * 1.0`` of a tensor that requires grad) becomes a leaf that requires grad:
+    the step computes its gradient, as the real step does to pass it on upstream; the upstream
+    operators themselves ran before the call and are not part of it."""
     if not isinstance(x, torch.Tensor):
         return x
     m = x if x.is_meta else torch.empty_strided(x.size(), x.stride(), dtype=x.dtype, device="meta")
-    if x.requires_grad and x.is_leaf:
+    if x.requires_grad:
         m = m.detach().requires_grad_(True)
     return m
 
@@ -128,7 +133,13 @@ class _StrayTensorsOnMeta(TorchDispatchMode):
 # ---- the loss ------------------------------------------------------------------------
 
 
-def _default_loss(output: Any) -> torch.Tensor:
+_NO_PARAMETERS = (
+    "the model has no parameters and no input requires grad, so there is nothing to differentiate: "
+    "pass the inputs whose gradient the step computes with requires_grad=True"
+)
+
+
+def _default_loss(output: Any, has_parameters: bool = True) -> torch.Tensor:
     """The output's ``loss`` (a transformers ModelOutput given labels) when it has one, else the sum of
     every floating-point output tensor that requires grad."""
     found = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
@@ -140,6 +151,7 @@ def _default_loss(output: Any) -> torch.Tensor:
             "the model's output has no tensor that requires grad, so there is nothing to differentiate: "
             "check that some parameters require grad and that the forward does not run under torch.no_grad(), "
             "or pass loss=lambda out: ... returning a scalar"
+            if has_parameters else _NO_PARAMETERS
         )
     total = tensors[0].sum()
     for t in tensors[1:]:
@@ -147,8 +159,8 @@ def _default_loss(output: Any) -> torch.Tensor:
     return total
 
 
-def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None) -> torch.Tensor:
-    value = _default_loss(output) if loss is None else loss(output)
+def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None, has_parameters: bool = True) -> torch.Tensor:
+    value = _default_loss(output, has_parameters) if loss is None else loss(output)
     if not isinstance(value, torch.Tensor):
         raise TrainStepError(f"loss must return a tensor, got {type(value).__name__}")
     if value.numel() != 1:
@@ -159,6 +171,7 @@ def _scalar_loss(output: Any, loss: Callable[[Any], Any] | None) -> torch.Tensor
         raise TrainStepError(
             "the loss does not require grad: no parameter it depends on requires grad, or the forward ran under "
             "torch.no_grad()"
+            if has_parameters else _NO_PARAMETERS
         )
     return value.reshape(())
 
@@ -190,7 +203,7 @@ def _same_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict[str, Any
 def _bound_optimizer(optimizer: Any, model: nn.Module, swapped: dict[int, nn.Parameter]) -> torch.optim.Optimizer | None:
     """The optimizer the counted step runs: a copy of the user's bound to the meta parameters, or the
     factory's optimizer over them."""
-    if optimizer is None:
+    if optimizer is None or not swapped:  # a model without parameters has nothing to update
         return None
     if isinstance(optimizer, torch.optim.Optimizer):
         groups = []
@@ -284,17 +297,25 @@ class _Stack:
 
 
 class _TagNodes(TorchFunctionMode):
-    """Write the running module's path into the autograd node of every output made in the forward."""
+    """Write the running module's path into the autograd node of every output made in the forward.
 
-    def __init__(self, where: Callable[[], str]) -> None:
+    ``inner=True`` also tags, at once, the untagged nodes the call made inside itself (what
+    :func:`_tag_inner_nodes` does after the forward): a reentrant checkpoint's recomputation builds
+    a graph that is differentiated within the backward, before any later walk could reach it."""
+
+    def __init__(self, where: Callable[[], str], inner: bool = False) -> None:
         super().__init__()
         self.where = where
+        self.tag_inner = inner
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         for t in pytree.tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                fresh = _MODULE not in t.grad_fn.metadata  # type: ignore[operator]  # a dict, stubbed as a method
                 t.grad_fn.metadata.setdefault(_MODULE, self.where())  # type: ignore[attr-defined]  # a dict, stubbed as a method
+                if self.tag_inner and fresh:
+                    _tag_inner_nodes(t.grad_fn)
         return out
 
 
@@ -380,12 +401,57 @@ def _flash_on_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tenso
         choice = torch.ops.aten._fused_sdp_choice(
             _stand_in(q, True), _stand_in(k, True), _stand_in(v, True), _stand_in(mask, False), dropout, causal, scale=scale
         )
-        if int(choice) != int(SDPBackend.FLASH_ATTENTION.value):
-            return None
-        out: torch.Tensor = flash(q, k, v, dropout, causal, attn_mask=mask, scale=scale)[0]
-        return out
-    except Exception:
+    except Exception:  # no choice to follow: the math path, as torch takes on meta
         return None
+    if int(choice) != int(SDPBackend.FLASH_ATTENTION.value):
+        return None
+    # outside the try: a checkpoint's recomputation stops early by raising from inside the kernel
+    out: torch.Tensor = flash(q, k, v, dropout, causal, attn_mask=mask, scale=scale)[0]
+    return out
+
+
+# ---- activation checkpointing: the recomputation runs under the forward's function modes --------------
+
+
+@contextmanager
+def _recomputation_like_forward(modes: Callable[[], list[TorchFunctionMode]]) -> Iterator[None]:
+    """Run checkpointed code recomputed in the backward under ``modes()``, as its forward ran.
+
+    The autograd engine runs the backward with an empty torch-function mode stack, so a
+    checkpointed layer's recomputation would take SDPA's math path on meta where its forward
+    took the fused kernel (:class:`_FusedKernelsOnMeta`), and torch's checkpoint refuses the
+    mismatch of saved tensors (``CheckpointError``). The two places where torch reruns the
+    checkpointed function (the non-reentrant unpack hook's runner, the reentrant
+    ``CheckpointFunction.backward``) are wrapped for the backward phase only, and put back after.
+    """
+    import torch.utils.checkpoint as checkpointing
+
+    def under_modes(run: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with ExitStack() as stack:
+                for mode in modes():
+                    stack.enter_context(mode)
+                return run(*args, **kwargs)
+
+        return wrapped
+
+    patched: list[tuple[Any, str, Any]] = []
+    runner = getattr(checkpointing, "_run_fn_with_dynamo_disabled", None)
+    if callable(runner):
+        patched.append((checkpointing, "_run_fn_with_dynamo_disabled", runner))
+    function = getattr(checkpointing, "CheckpointFunction", None)
+    if function is not None and "backward" in vars(function):
+        patched.append((function, "backward", vars(function)["backward"]))
+    try:
+        for owner, name, original in patched:
+            if isinstance(original, staticmethod):
+                setattr(owner, name, staticmethod(under_modes(original.__func__)))
+            else:
+                setattr(owner, name, under_modes(original))
+        yield
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
 
 
 # ---- the step ---------------------------------------------------------------------------
@@ -418,14 +484,16 @@ def _run_step(
         bound = _bound_optimizer(optimizer, model, swapped)
 
         modules = _Stack()
+        checks = AnsweredChecks()  # transformers' packed-sequence check and its like, answered on meta
         with module_hooks(model, modules.enter, modules.leave) as names:
             modules.names.extend(names)
             # fastmeta's mode, entered first, makes the outputs of the common operators below the other modes
-            with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), _TagNodes(modules.top), \
+            with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), checks, _FusedKernelsOnMeta(), _TagNodes(modules.top), \
                     capture(model) as tallies["forward"]:
-                value = _scalar_loss(model(*step_args, **step_kwargs), loss)
+                value = _scalar_loss(model(*step_args, **step_kwargs), loss, bool(swapped))
             _tag_inner_nodes(value.grad_fn)
-            with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), _FusedKernelsOnMeta(), \
+            with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), checks, _FusedKernelsOnMeta(), \
+                    _recomputation_like_forward(lambda: [_FusedKernelsOnMeta(), _TagNodes(modules.top, inner=True)]), \
                     capture(model, where=_backward_module) as tallies["backward"]:
                 value.backward()
         del value
@@ -435,6 +503,9 @@ def _run_step(
             _create_state(bound)
             with fastmeta.meta_mode(False), _VoidKernelsOnMeta(), capture(model) as tallies["optimizer"]:
                 bound.step()
+    lost.extend(checks.notes())
+    if optimizer is not None and not swapped:
+        lost.append("the model has no parameters: no optimizer step is counted (optimizer 0)")
     return tallies, lost
 
 
