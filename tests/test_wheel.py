@@ -93,7 +93,7 @@ def test_the_wheel_holds_every_file_of_the_package(dist: Path) -> None:
     inside = {n for n in names if n.startswith(f"{PACKAGE}/")}
     assert source_files() <= inside, sorted(source_files() - inside)  # py.typed, data files, every module
     assert not {n for n in names if n.startswith(("tests/", "examples/", "benchmarks/"))}
-    assert "[pytest11]\nflopbudget = pytest_flopbudget.plugin" in entry_points
+    assert "[pytest11]\nflopbudget = pytest_flopbudget.gate.plugin" in entry_points
     assert f"Version: {pytest_flopbudget.__version__}" in metadata
     for field in ("Requires-Python:", "Project-URL:", "Author:", "Keywords:", "Classifier: Typing :: Typed",
                   "License-Expression:", "Description-Content-Type: text/markdown"):
