@@ -9,6 +9,7 @@ OPTIONS = {
     "counter": ("torchprofile", "flop_counter"),
     "mode": ("auto", "meta", "real"),
     "unpriced": ("fail", "warn"),
+    "memory": (False, True),  # also measure peak memory (bytes moved are always recorded)
 }
 
 
