@@ -124,7 +124,7 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
     measured = {}
     if settings.update:
         measured = {
-            rid: baseline_file.Entry(rec.macs, rec.modules, rec.phases)
+            rid: baseline_file.Entry(rec.macs, rec.modules, rec.phases, rec.peak_bytes, rec.bytes_moved)
             for rid, rec in sorted(state.records.items())
             if rec.status != "over-budget"
         }

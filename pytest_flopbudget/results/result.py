@@ -288,6 +288,15 @@ class Record:
     baseline_phases: dict[str, int] = field(default_factory=dict)
 
 
+    # Memory, where measured (memory=True, a memory limit, or a baseline entry with memory figures):
+    peak_bytes: int | None = None
+    bytes_moved: int | None = None
+    peak_at: tuple[str, str] | None = None  # (module, operator) of the peak
+    peak_split: dict[str, int] = field(default_factory=dict)
+    budget_peak_mib: float | None = None
+    budget_bytes_gb: float | None = None
+    baseline_peak_bytes: int | None = None
+    baseline_bytes_moved: int | None = None
     base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
     base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
     base_modules: dict[str, int] = field(default_factory=dict)
@@ -333,4 +342,6 @@ class Record:
         data = dict(data)
         loc = data.get("location")
         data["location"] = (loc[0], int(loc[1])) if loc else None
+        if data.get("peak_at") is not None:
+            data["peak_at"] = tuple(data["peak_at"])
         return cls(**data)
