@@ -143,3 +143,15 @@ def test_json_report_carries_memory(pytester: pytest.Pytester) -> None:
     assert test["memory"]["peak_bytes"] == PEAK and test["memory"]["bytes_moved"] == MOVED
     assert test["memory"]["peak_at"] == {"module": "<root>", "operator": "aten::addmm"}
     assert test["memory"]["peak_split"] == {"weights": WEIGHTS, "activations": INPUT + OUTPUT, "gradients": 0, "optimizer": 0}
+
+
+def test_terminal_and_markdown_reports_show_memory(pytester: pytest.Pytester) -> None:
+    write(pytester, "@pytest.mark.flop_budget(peak_mib=1)")
+    result = pytester.runpytest("--flop-report", "--flop-report-md=r.md", "--flop-missing=warn")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "memory*peak MiB*GB moved*FLOP/B*peak at*",
+        f"test_m.py::test_linear*{PEAK / MIB:,.1f}*{MOVED / 1e9:,.3f}*{2 * MACS / MOVED:,.1f}*<root> (aten::addmm)*",
+    ])
+    md = (pytester.path / "r.md").read_text()
+    assert f"| `test_m.py::test_linear` | {PEAK / MIB:,.1f} |  | {MOVED / 1e9:,.3f} | {2 * MACS / MOVED:,.1f} | `<root> (aten::addmm)` |" in md
