@@ -10,7 +10,7 @@ memory figures (a baseline written before memory was measured) is not compared.
 from __future__ import annotations
 
 from pytest_flopbudget.gate.budget import BudgetError, Verdict, fmt_pct, number
-from pytest_flopbudget.results.result import MIB, Record, collapse_indices, pct
+from pytest_flopbudget.results.result import MIB, Record, pct
 
 GB = 1_000_000_000
 MEMORY_KEYS = ("peak_mib", "bytes_gb")
@@ -36,9 +36,9 @@ def fmt_gb(nbytes: int) -> str:
 
 
 def where(record: Record) -> str:
-    """Where the peak is: ``blocks.*.attn (aten::softmax)``."""
+    """Where the peak is: ``blocks.3.attn (aten::softmax)``."""
     module, operator = record.peak_at or ("", "")
-    name = collapse_indices(module) if module else "<root>"
+    name = module or "<root>"
     return f"{name} ({operator})" if operator else name
 
 

@@ -38,6 +38,7 @@ from pytest_flopbudget.gate.session import (
     records,
 )
 from pytest_flopbudget.gate.settings import Settings, add_options, resolve
+from pytest_flopbudget.report.memory import downsample
 from pytest_flopbudget.results.result import FlopResult, Record
 
 __all__ = ["FlopBudgetWarning", "FlopMeter", "records"]
@@ -334,6 +335,7 @@ def _memory_verdict(record: Record, verdict: Verdict, result: FlopResult, budget
     record.peak_bytes, record.bytes_moved = result.peak_bytes, result.bytes_moved
     record.peak_at, record.peak_split = result.peak_at, dict(result.peak_split)
     record.budget_peak_mib, record.budget_bytes_gb = budget.peak_mib, budget.bytes_gb
+    record.memory_timeline = downsample(result.memory_timeline)
     if entry is not None:
         record.baseline_peak_bytes, record.baseline_bytes_moved = entry.peak_bytes, entry.bytes_moved
     if verdict.failure is not None or verdict.status in ("over-budget", "regressed", "raised"):

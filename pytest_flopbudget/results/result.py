@@ -297,6 +297,7 @@ class Record:
     budget_bytes_gb: float | None = None
     baseline_peak_bytes: int | None = None
     baseline_bytes_moved: int | None = None
+    memory_timeline: list[int] = field(default_factory=list)  # live bytes over the call, downsampled (the chart)
     base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
     base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
     base_modules: dict[str, int] = field(default_factory=dict)

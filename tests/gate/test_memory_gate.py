@@ -155,3 +155,23 @@ def test_terminal_and_markdown_reports_show_memory(pytester: pytest.Pytester) ->
     ])
     md = (pytester.path / "r.md").read_text()
     assert f"| `test_m.py::test_linear` | {PEAK / MIB:,.1f} |  | {MOVED / 1e9:,.3f} | {2 * MACS / MOVED:,.1f} | `<root> (aten::addmm)` |" in md
+
+
+def test_html_report_draws_memory_over_the_call(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=textwrap.dedent("""
+        import pytest
+        import torch
+        from torch import nn
+
+        @pytest.mark.flop_budget(peak_mib=1)
+        def test_mlp(flops):
+            model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64)).to("meta")
+            flops(model, torch.empty(4, 64, device="meta"))
+    """))
+    pytester.runpytest("--flop-report-html=r.html", "--flop-missing=warn").assert_outcomes(passed=1)
+    page = (pytester.path / "r.html").read_text()
+    weights = 4 * (64 * 128 + 128 + 128 * 64 + 64)
+    peak = weights + 4 * 4 * 64 + 2 * 4 * 4 * 128  # the input, fc1's and ReLU's outputs
+    assert "Memory over the call" in page and "<polyline" in page
+    assert f"peak {peak / MIB:,.1f} MiB at 1 (aten::relu)" in page
+    assert f"{peak:,} bytes" in page
