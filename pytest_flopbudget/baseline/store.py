@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover - Windows
 SCHEMA = 1
 HEADER = "# pytest-flopbudget baseline: exact MAC counts per test. Update with: pytest --flop-update"
 META = "meta"
-ENTRY_KEYS = ("macs", "gflops", "modules", "phases")
+ENTRY_KEYS = ("macs", "gflops", "peak_bytes", "bytes_moved", "modules", "phases")
 
 FIX_MALFORMED = "fix it by hand, or delete it and rerun with --flop-update to record a fresh baseline"
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -85,6 +85,8 @@ class Entry:
     macs: int
     modules: dict[str, int] = field(default_factory=dict)
     phases: dict[str, int] = field(default_factory=dict)
+    peak_bytes: int | None = None  # peak memory in bytes, where measured (None in older files)
+    bytes_moved: int | None = None  # bytes moved, where measured
 
 
 @dataclass
@@ -222,7 +224,7 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
         raise fail(f"must be a table ([{_quote(key)}] with macs = <int>), got {_kind(value)}")
     unknown = sorted(set(value) - set(ENTRY_KEYS))
     if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (expected macs, gflops, modules, phases; "
+        raise fail(f"unknown key {unknown[0]!r} (expected macs, gflops, modules, phases, peak_bytes, bytes_moved; "
                    f"quote test ids that contain dots: [\"a.b::test\"])", unknown[0])
     if "macs" not in value:
         raise fail("missing 'macs' (the exact integer MAC count)")
@@ -233,7 +235,14 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
     if isinstance(gflops, bool) or not isinstance(gflops, (int, float)):
         raise fail(f"'gflops' must be a number, got {_kind(gflops)} {gflops!r}", "gflops")
     modules = _counts(value.get("modules", {}), "modules", "module path", fail)
-    return Entry(macs=macs, modules=modules, phases=_counts(value.get("phases", {}), "phases", "phase", fail))
+    memory: dict[str, int] = {}
+    for name in ("peak_bytes", "bytes_moved"):
+        if name in value:
+            figure = value[name]
+            if not _is_int(figure) or figure < 0:
+                raise fail(f"'{name}' must be a non-negative integer, got {_kind(figure)} {figure!r}", name)
+            memory[name] = figure
+    return Entry(macs=macs, modules=modules, phases=_counts(value.get("phases", {}), "phases", "phase", fail), **memory)
 
 
 def _counts(table: object, key: str, what: str, fail: Callable[..., BaselineError]) -> dict[str, int]:
@@ -335,6 +344,11 @@ def _render_entry(key: str, entry: Entry) -> str:
         raise ValueError(f"{META!r} is reserved for the [meta] table and cannot be a test id")
     _check_count(entry.macs, f"entry {key!r}: macs")
     text = f"[{_quote(key)}]\nmacs = {entry.macs}\ngflops = {gflops_text(entry.macs)}\n"
+    for name in ("peak_bytes", "bytes_moved"):
+        figure = getattr(entry, name)
+        if figure is not None:
+            _check_count(figure, f"entry {key!r}: {name}")
+            text += f"{name} = {figure}\n"
     for table, counts in (("modules", entry.modules), ("phases", entry.phases)):
         if counts:
             lines = [f"\n[{_quote(key)}.{table}]"]

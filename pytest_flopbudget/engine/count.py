@@ -32,6 +32,7 @@ from pytest_flopbudget.engine.errors import (
     UnpricedOperatorError,
     check_unpriced,
 )
+from pytest_flopbudget.engine.memory import liveness_pass, op_costs
 from pytest_flopbudget.engine.meta import all_meta, meta_init, to_meta, weights_on_meta
 from pytest_flopbudget.engine.options import OPTIONS
 from pytest_flopbudget.engine.state import guard
@@ -82,6 +83,21 @@ def _default(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, 
 
 
 _BACKENDS: dict[str, Callable[..., Tally]] = {"torchprofile": _default, "flop_counter": dispatch.run}
+
+
+def _with_memory(backend: Callable[..., Tally]) -> Callable[..., Tally]:
+    """``backend`` that also measures peak memory: inline in the dispatch capture; after a trace (which
+    keeps tensors alive for its graph, so cannot see frees) by one more pass that only watches liveness."""
+
+    def run(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
+        if backend is dispatch.run:
+            return dispatch.run(fn, module, args, kwargs, meta, memory=True)
+        tally = backend(fn, module, args, kwargs, meta)
+        if tally.memory is None:
+            tally.memory = liveness_pass(fn, module, args, kwargs, meta)
+        return tally
+
+    return run
 
 
 # ---- entry point ----------------------------------------------------------------
@@ -174,6 +190,7 @@ def count(
     counter: str = "torchprofile",
     mode: str = "auto",
     unpriced: str = "fail",
+    memory: bool = False,
 ) -> FlopResult:
     """MACs of one call ``model(*args, **kwargs)``: a module's forward, or any callable over modules.
 
@@ -194,6 +211,8 @@ def count(
     ``"warn"`` counts without it and says so in ``notes``.
     A callable is counted with the weights of the modules it reaches
     (closures, bound methods, ``functools.partial``, attributes).
+    ``memory=True`` also measures peak memory (``FlopResult.peak_bytes`` and its split, see
+    docs/memory.md); bytes moved (``FlopResult.costs``) are always recorded.
     Counting runs under ``torch.no_grad()`` and leaves train/eval state alone.
     """
     if counter not in _BACKENDS:
@@ -207,6 +226,8 @@ def count(
     kwargs = dict(kwargs or {})
     fn, module = resolve(model)
     backend = _BACKENDS[counter]
+    if memory:
+        backend = _with_memory(backend)
     notes: list[str] = []
 
     with torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused():
@@ -230,6 +251,8 @@ def count(
         mode=used,
         notes=tuple(notes),
         capture=tally.capture,
+        costs=op_costs(tally.costs),
+        **(tally.memory or {}),
     )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-OPTIONS = {
+OPTIONS: dict[str, tuple[Any, ...]] = {
     "counter": ("torchprofile", "flop_counter"),
     "mode": ("auto", "meta", "real"),
     "unpriced": ("fail", "warn"),
+    "memory": (False, True),  # also measure peak memory (bytes moved are always recorded)
 }
 
 

@@ -17,7 +17,9 @@ MARKER = "flop_budget"
 MARKER_HELP = (
     "flop_budget(gflops=None, *, rel=None, abs=None): hard ceiling of the test's forward pass "
     "in GFLOPs (1 GFLOP = 1e9 FLOPs = 5e8 MACs); rel (fraction or 'N%') and abs (GFLOPs) are the "
-    "growth allowed over the test's baseline entry. The closest marker wins."
+    "growth allowed over the test's baseline entry (rel also for the memory figures). peak_mib (peak memory in "
+    "MiB) and bytes_gb (bytes moved in GB, 1e9 bytes) are hard ceilings of the memory the call takes; "
+    "either one makes the test measure memory. The closest marker wins."
 )
 _PERCENT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*%\s*$")
 
@@ -33,6 +35,8 @@ class Budget:
     gflops: float | None = None
     rel: float | None = None
     abs: float | None = None
+    peak_mib: float | None = None  # peak memory ceiling, MiB (gate/memory.py)
+    bytes_gb: float | None = None  # bytes moved ceiling, GB (1e9 bytes)
 
 
 def number(value: Any, what: str) -> float:
@@ -70,11 +74,11 @@ def text_number(text: str, what: str) -> float:
 
 def from_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
     """Validate ``flop_budget(gflops=None, *, rel=None, abs=None)`` arguments."""
-    unknown = sorted(set(kwargs) - {"gflops", "rel", "abs"})
+    unknown = sorted(set(kwargs) - {"gflops", "rel", "abs", "peak_mib", "bytes_gb"})
     if unknown:
         raise BudgetError(
             f"unknown argument(s) {', '.join(unknown)} to @pytest.mark.{MARKER}; "
-            "it takes gflops=, rel= and abs="
+            "it takes gflops=, rel=, abs=, peak_mib= and bytes_gb="
         )
     if len(args) > 1:
         raise BudgetError(f"@pytest.mark.{MARKER} takes at most one positional argument (gflops), got {len(args)}")
@@ -82,9 +86,12 @@ def from_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
         raise BudgetError(f"@pytest.mark.{MARKER} got gflops both as positional and as keyword argument")
     gflops = args[0] if args else kwargs.get("gflops")
     rel, abs_ = kwargs.get("rel"), kwargs.get("abs")
-    if gflops is None and rel is None and abs_ is None:
-        raise BudgetError(f"@pytest.mark.{MARKER} needs at least one of gflops=, rel=, abs=")
+    peak_mib, bytes_gb = kwargs.get("peak_mib"), kwargs.get("bytes_gb")
+    if gflops is None and rel is None and abs_ is None and peak_mib is None and bytes_gb is None:
+        raise BudgetError(f"@pytest.mark.{MARKER} needs at least one of gflops=, rel=, abs=, peak_mib=, bytes_gb=")
     return Budget(
+        peak_mib=None if peak_mib is None else number(peak_mib, f"{MARKER} peak_mib"),
+        bytes_gb=None if bytes_gb is None else number(bytes_gb, f"{MARKER} bytes_gb"),
         gflops=None if gflops is None else number(gflops, f"{MARKER} gflops"),
         rel=None if rel is None else fraction(rel, f"{MARKER} rel"),
         abs=None if abs_ is None else number(abs_, f"{MARKER} abs"),

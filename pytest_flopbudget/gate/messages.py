@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pytest_flopbudget.engine.errors import NEEDS_VALUES
 from pytest_flopbudget.gate.budget import Verdict, fmt_gflops, fmt_pct
+from pytest_flopbudget.gate.memory import memory_lines
 from pytest_flopbudget.gate.settings import Settings
 from pytest_flopbudget.results.result import (
     FLOPS_PER_MAC,
@@ -30,6 +31,8 @@ def junit_properties(record: Record) -> list[tuple[str, object]]:
         "status": record.status,
     }
     values.update({f"{phase}_macs": macs for phase, macs in record.phases.items()})
+    if record.peak_bytes is not None:  # only where memory was measured: other runs keep their properties
+        values.update(peak_bytes=record.peak_bytes, bytes_moved="" if record.bytes_moved is None else record.bytes_moved)
     if record.base is not None:  # only with --flop-base-ref/--flop-base: other runs keep their properties
         values["base"] = record.base
         values["base_gflops"] = "" if record.base_gflops is None else round(record.base_gflops, 6)
@@ -58,6 +61,7 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         lines.append(f"  baseline: {record.baseline_macs:,} MACs = {fmt_gflops(record.baseline_gflops or 0.0)} GFLOPs ({settings.baseline.name})")
     if record.base_macs is not None and record.status == "raised":
         lines.append(f"  base: {record.base_macs:,} MACs = {fmt_gflops(record.base_gflops or 0.0)} GFLOPs ({base_source})")
+    lines.extend(memory_lines(record))
     if record.phases:
         lines.extend(_phases(record))
     if settings.top:

@@ -28,6 +28,7 @@ from pytest_flopbudget.gate.budget import (
     judge,
     judge_base,
 )
+from pytest_flopbudget.gate.memory import judge_memory, judge_memory_base
 from pytest_flopbudget.gate.messages import count_hint, explain, junit_properties
 from pytest_flopbudget.gate.session import (
     STATE,
@@ -37,6 +38,7 @@ from pytest_flopbudget.gate.session import (
     records,
 )
 from pytest_flopbudget.gate.settings import Settings, add_options, resolve
+from pytest_flopbudget.report.memory import downsample
 from pytest_flopbudget.results.result import FlopResult, Record
 
 __all__ = ["FlopBudgetWarning", "FlopMeter", "records"]
@@ -204,7 +206,7 @@ class FlopMeter:
         __tracebackhide__ = True
         hook = self._item.config.hook
         config = self._item.config
-        options = self._options
+        options = {**self._options, "memory": True} if self._wants_memory(key) else self._options
         return self._measure(
             model, key, lambda: hook.pytest_flopbudget_count(model=model, args=args, kwargs=kwargs, config=config, options=options)
         )
@@ -220,9 +222,22 @@ class FlopMeter:
         from pytest_flopbudget.engine.capture.training import count_train_step
 
         unpriced = self._options.get("unpriced", self._state.settings.unpriced)
+        memory = self._wants_memory(key)
         return self._measure(
-            model, key, lambda: count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer, unpriced=unpriced)
+            model, key,
+            lambda: count_train_step(model, args, kwargs, loss=loss, optimizer=optimizer, unpriced=unpriced, memory=memory),
         )
+
+    def _wants_memory(self, key: str | None) -> bool:
+        """Measure memory: asked for (--flop-memory, flops.using(memory=True)), a memory limit in the marker,
+        or a baseline entry that has memory figures (so an update keeps them)."""
+        if self._options.get("memory") or self._state.settings.memory:
+            return True
+        budget = self._item.stash.get(ITEM_BUDGET, Budget())
+        if budget.peak_mib is not None or budget.bytes_gb is not None:
+            return True
+        entry = self._state.baseline.entries.get(self._item.nodeid if key is None else f"{self._item.nodeid}#{key}")
+        return entry is not None and (entry.peak_bytes is not None or entry.bytes_moved is not None)
 
     def _measure(self, model: Any, key: str | None, counting: Callable[[], Any]) -> FlopResult:
         __tracebackhide__ = True
@@ -309,8 +324,34 @@ class FlopMeter:
             base_macs=None if base_entry is None else base_entry.macs,
             base_modules={} if base_entry is None else dict(base_entry.modules),
         )
+        verdict = _memory_verdict(record, verdict, result, budget, entry, base_entry, state)
         record.message = explain(record, verdict, result, settings, "" if base is None else base.source)
         return record, verdict
+
+
+def _memory_verdict(record: Record, verdict: Verdict, result: FlopResult, budget: Budget, entry: Any, base_entry: Any,
+                    state: RunState) -> Verdict:
+    """Fill the record's memory figures (where measured) and judge them when the FLOPs passed (gate/memory.py)."""
+    if result.peak_bytes is None:
+        return verdict
+    record.peak_bytes, record.bytes_moved = result.peak_bytes, result.bytes_moved
+    record.peak_at, record.peak_split = result.peak_at, dict(result.peak_split)
+    record.budget_peak_mib, record.budget_bytes_gb = budget.peak_mib, budget.bytes_gb
+    record.memory_timeline = downsample(result.memory_timeline)
+    if entry is not None:
+        record.baseline_peak_bytes, record.baseline_bytes_moved = entry.peak_bytes, entry.bytes_moved
+    if verdict.failure is not None or verdict.status in ("over-budget", "regressed", "raised"):
+        return verdict
+    settings = state.settings
+    found = judge_memory(record, rel=settings.rel if budget.rel is None else budget.rel, updating=settings.update,
+                         baseline_name=settings.baseline.name)
+    if found is None and base_entry is not None and state.base is not None:
+        found = judge_memory_base(record, base_peak=base_entry.peak_bytes, base_moved=base_entry.bytes_moved,
+                                  rel=settings.base_rel, base_label=state.base.label, updating=settings.update)
+    if found is None:
+        return verdict
+    record.status = found.status
+    return found
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from pytest_flopbudget import report
 from pytest_flopbudget.baseline import store as baseline_file
 from pytest_flopbudget.gate.settings import Settings
+from pytest_flopbudget.report.memory import memory_table
 from pytest_flopbudget.results.result import Record
 
 
@@ -124,7 +125,7 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
     measured = {}
     if settings.update:
         measured = {
-            rid: baseline_file.Entry(rec.macs, rec.modules, rec.phases)
+            rid: baseline_file.Entry(rec.macs, rec.modules, rec.phases, rec.peak_bytes, rec.bytes_moved)
             for rid, rec in sorted(state.records.items())
             if rec.status != "over-budget"
         }
@@ -263,6 +264,8 @@ def terminal_summary(tr: Any, state: RunState) -> None:
         for line in report.terminal_table(report.sort_records(records), width=width, base=state.base is not None):
             tr.write_line(line)
         tr.write_line(report.CONVENTIONS_NOTE)
+        for line in memory_table(records):  # only where tests measured memory
+            tr.write_line(line)
         tr.write_line(report.counts_line(records))
         for line in report.hints(records, settings.baseline.name, settings.update_command()):
             tr.write_line(line)

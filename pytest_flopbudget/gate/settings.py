@@ -61,6 +61,7 @@ OPTIONS = (
     Option("base_ref", "text", None, "compare every test with the baseline file as it is at a git ref such as origin/main (read with git show; reports only, unless --flop-base-rel/--flop-base-abs)", metavar="REF"),
     Option("base_rel", "fraction", None, "fail a test raised against the base by more than REL, a fraction (0.02) or percentage (2%%); default: the base only informs", metavar="REL"),
     Option("base_abs", "number", None, "fail a test raised against the base by more than GFLOPS; default: the base only informs", metavar="GFLOPS"),
+    Option("memory", "flag", False, "measure peak memory and bytes moved in every test and keep them in the baseline (a test measures them anyway when its marker sets peak_mib= or bytes_gb=, or its baseline entry has them)"),
     Option("github", "choice", "auto", "GitHub Actions output (step summary, ::error annotations): auto (when $GITHUB_ACTIONS is true) or off", ("auto", "off")),
 )
 
@@ -107,6 +108,7 @@ class Settings:
     base_ref: str | None = None  # --flop-base-ref: a git ref whose baseline file is the base
     base_rel: float | None = None  # a raise against the base beyond these fails; None: not set
     base_abs: float | None = None
+    memory: bool = False  # --flop-memory: measure memory in every test
 
     @property
     def base_gate(self) -> bool:

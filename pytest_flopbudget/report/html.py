@@ -46,6 +46,7 @@ from pytest_flopbudget.report.common import (
     status_counts,
     unpriced_totals,
 )
+from pytest_flopbudget.report.memory import memory_chart, memory_facts
 from pytest_flopbudget.report.terminal import shorten_left
 from pytest_flopbudget.results.conventions import CATEGORIES, PUBLISHED
 from pytest_flopbudget.results.result import (
@@ -450,6 +451,7 @@ def _facts(record: Record) -> list[tuple[str, str]]:
         facts.append(("baseline", f"{fmt_gflops(record.baseline_gflops)} GFLOPs ({fmt_delta(record.delta_pct)})"))
     facts += _base_facts(record)
     facts += [(f"{phase} (training step)", _phase_fact(record, phase, macs)) for phase, macs in record.phases.items()]
+    facts += memory_facts(record)
     if record.location:
         facts.append(("location", f"{record.location[0]}:{record.location[1]}"))
     if record.unpriced:
@@ -467,6 +469,7 @@ def breakdown(record: Record, message: bool = True) -> str:
     if message and record.message:
         out.append(f'<pre class="fb-msg">{esc(record.message)}</pre>')
     out += _where(record)
+    out.append(memory_chart(record))
     out += _changes(record, "Against the baseline", record.baseline_macs, record.baseline_modules, "No baseline entry yet.")
     if record.base is not None:
         out += _changes(record, f"Against the base ({record.base})", record.base_macs, record.base_modules,

@@ -72,7 +72,25 @@ def _test_json(record: Record) -> dict[str, Any]:
             {"module": path, "base_macs": record.base_modules.get(path, 0), "macs": record.modules.get(path, 0), "delta_macs": delta}
             for path, delta in record.base_module_changes()
         ],
+        **_memory_json(record),
     }
+
+
+def _memory_json(record: Record) -> dict[str, Any]:
+    """Peak memory and bytes moved, where the test measured them (docs/memory.md); nothing otherwise."""
+    if record.peak_bytes is None:
+        return {}
+    module, operator = record.peak_at or ("", "")
+    return {"memory": {
+        "peak_bytes": record.peak_bytes,
+        "peak_at": {"module": module or "<root>", "operator": operator},
+        "peak_split": dict(record.peak_split),
+        "bytes_moved": record.bytes_moved,
+        "baseline_peak_bytes": record.baseline_peak_bytes,
+        "baseline_bytes_moved": record.baseline_bytes_moved,
+        "budget_peak_mib": record.budget_peak_mib,
+        "budget_bytes_gb": record.budget_bytes_gb,
+    }}
 
 
 def json_report(

@@ -22,6 +22,7 @@ from pytest_flopbudget.report.common import (
     status_counts,
     unpriced_totals,
 )
+from pytest_flopbudget.report.memory import memory_markdown
 from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, Record, pct
 
 MARKER = "<!-- pytest-flopbudget report -->"
@@ -308,5 +309,6 @@ def markdown_report(
     sections += [mermaid_chart(changed)]
     if records:
         sections.append(_all_table(records))
-    sections += [_phases_table(records), _unpriced_note(records), _environment(env, baseline_env), _guidance(counts, command)]
+    sections += [_phases_table(records), memory_markdown(records), _unpriced_note(records),
+                 _environment(env, baseline_env), _guidance(counts, command)]
     return "\n\n".join("\n".join(s) for s in sections if s) + "\n"

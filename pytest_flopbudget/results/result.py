@@ -61,6 +61,8 @@ def rank_modules(modules: dict[str, int], n: int) -> list[tuple[str, int]]:
 
 
 PHASES = ("forward", "backward", "optimizer")  # the phases of a training step, in order
+MEMORY_CATEGORIES = ("weights", "activations", "gradients", "optimizer")  # the split of peak memory
+MIB = 1024 * 1024
 
 
 def phase_path(phase: str, path: str) -> str:
@@ -132,6 +134,80 @@ class FlopResult:
     phases: dict[str, int] = field(default_factory=dict)
     phase_modules: dict[str, dict[str, int]] = field(default_factory=dict)
     costs: tuple[OpCost, ...] = ()  # per-operator costs with bytes moved (empty where not recorded)
+    # Peak memory (see docs/memory.md); None where not measured. ``peak_at``: (module, operator) where the
+    # peak was reached; ``peak_split``: its bytes per MEMORY_CATEGORIES entry; ``peak_by_module``: the most
+    # live bytes while an operator of each module (itself, not its submodules) ran; ``memory_timeline``:
+    # live bytes after each operator that allocated.
+    peak_bytes: int | None = None
+    peak_at: tuple[str, str] = ("", "")
+    peak_split: dict[str, int] = field(default_factory=dict)
+    peak_by_module: dict[str, int] = field(default_factory=dict)
+    memory_timeline: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes read and written by every operator (the unfused lower bound of memory traffic)."""
+        return sum(c.bytes_moved for c in self.costs)
+
+    def _bytes_by(self, key: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.costs:
+            name = getattr(c, key)
+            out[name] = out.get(name, 0) + c.bytes_moved
+        return dict(sorted(out.items()))
+
+    @property
+    def bytes_by_module(self) -> dict[str, int]:
+        """Bytes moved per module path (the module itself, not its submodules)."""
+        return self._bytes_by("module")
+
+    @property
+    def bytes_by_operator(self) -> dict[str, int]:
+        return self._bytes_by("operator")
+
+    @property
+    def bytes_by_category(self) -> dict[str, int]:
+        """Bytes moved per kind of operator (``conventions.category``; copies count as ``elementwise``)."""
+        return self._bytes_by("category")
+
+    @property
+    def bytes_by_dtype(self) -> dict[str, int]:
+        return self._bytes_by("dtype")
+
+    @property
+    def intensity(self) -> float | None:
+        """Arithmetic intensity: FLOPs per byte moved (None where no bytes were recorded)."""
+        moved = self.bytes_moved
+        return self.flops / moved if moved else None
+
+    @property
+    def peak_mib(self) -> float | None:
+        return None if self.peak_bytes is None else self.peak_bytes / MIB
+
+    def bytes_module_totals(self) -> dict[str, int]:
+        """Bytes moved per module path as ``module_totals`` shapes MACs (indices folded, ``MODULE_DEPTH``)."""
+        if not self.phases:
+            return _module_totals(self.bytes_by_module)
+        out: dict[str, int] = {}
+        for phase in PHASES:
+            part: dict[str, int] = {}
+            for c in self.costs:
+                if c.phase == phase:
+                    part[c.module] = part.get(c.module, 0) + c.bytes_moved
+            for path, moved in _module_totals(part).items():
+                out[phase_path(phase, path)] = moved
+        return dict(sorted(out.items()))
+
+    def peak_module_totals(self) -> dict[str, int]:
+        """Peak live bytes per module path, indices folded and cut at ``MODULE_DEPTH`` (the largest of those
+        folded together, and of a module's submodules), the root as ``<root>``."""
+        out: dict[str, int] = {}
+        for path, live in self.peak_by_module.items():
+            parts = collapse_indices(path).split(".")[:MODULE_DEPTH] if path else []
+            for n in range(len(parts) + 1):
+                key = ".".join(parts[:n]) or "<root>"
+                out[key] = max(out.get(key, 0), live)
+        return dict(sorted(out.items()))
 
     @property
     def flops(self) -> int:
@@ -176,7 +252,10 @@ class FlopResult:
 
     def __repr__(self) -> str:
         phases = "".join(f", {phase}={macs:,}" for phase, macs in self.phases.items())
-        return f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}{phases}, params={self.params:,}, counter={self.counter!r})"
+        memory = "" if self.peak_bytes is None else f", peak_mib={self.peak_bytes / MIB:.1f}"
+        moved = f", bytes_moved={self.bytes_moved:,}" if self.costs else ""
+        return (f"FlopResult(macs={self.macs:,}, gflops={self.gflops:.3f}{phases}, params={self.params:,}{moved}{memory}, "
+                f"counter={self.counter!r})")
 
 
 def _module_totals(by_module: dict[str, int]) -> dict[str, int]:
@@ -210,6 +289,16 @@ class Record:
     baseline_phases: dict[str, int] = field(default_factory=dict)
 
 
+    # Memory, where measured (memory=True, a memory limit, or a baseline entry with memory figures):
+    peak_bytes: int | None = None
+    bytes_moved: int | None = None
+    peak_at: tuple[str, str] | None = None  # (module, operator) of the peak
+    peak_split: dict[str, int] = field(default_factory=dict)
+    budget_peak_mib: float | None = None
+    budget_bytes_gb: float | None = None
+    baseline_peak_bytes: int | None = None
+    baseline_bytes_moved: int | None = None
+    memory_timeline: list[int] = field(default_factory=list)  # live bytes over the call, downsampled (the chart)
     base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
     base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
     base_modules: dict[str, int] = field(default_factory=dict)
@@ -255,4 +344,6 @@ class Record:
         data = dict(data)
         loc = data.get("location")
         data["location"] = (loc[0], int(loc[1])) if loc else None
+        if data.get("peak_at") is not None:
+            data["peak_at"] = tuple(data["peak_at"])
         return cls(**data)

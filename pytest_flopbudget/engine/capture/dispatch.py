@@ -51,6 +51,9 @@ from torchprofile.ir import Node, Variable
 
 from pytest_flopbudget.engine import fastmeta, rules
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
+from pytest_flopbudget.engine.memory import Liveness, call_bytes, record
+from pytest_flopbudget.engine.memory.liveness import input_tensors, module_state
+from pytest_flopbudget.engine.memory.traffic import kind_of
 from pytest_flopbudget.engine.meta import meta_output
 from pytest_flopbudget.engine.rules.attention import READS_OFFSETS
 from pytest_flopbudget.results import conventions
@@ -224,6 +227,30 @@ class _Capture:
         self.muted = 0  # > 0 inside a composite operator priced as a whole
         self.recent: list[tuple[str, str, int]] = []  # the last priced calls: operator, module, MACs
         self.kinds: dict[Any, tuple[str, int]] = {}  # dispatched op -> (name, FREE | PRICED | UNPRICED)
+        self.live: Liveness | None = None  # peak memory, where watched
+        self.recent_costs: list[tuple[str, str, str, int, int, int]] = []  # cost keys of ``recent``
+
+    def module(self) -> str:
+        return self.names[self.stack[-1]] if self.stack else (self.where() if self.where else "")
+
+    def traffic(self, func: Any, operator: str, args: Any, kwargs: dict[str, Any], out: Any, macs: int, module: str) -> None:
+        """Record the bytes the call moves (engine/memory/traffic.py) with its MACs."""
+        moved = call_bytes(func, operator, args, kwargs, out)
+        if (moved is not None and (moved[1] or moved[2])) or macs:
+            dtype, read, written = moved if moved is not None else ("", 0, 0)
+            record(self.tally.costs, operator, module, dtype, macs, read, written)
+            if macs:
+                self.recent_costs = (self.recent_costs + [(operator, module, dtype, macs, read, written)])[-3:]
+
+    def allocated(self, func: Any, out: Any) -> None:
+        """Peak memory: count the new storages of a dispatched call's outputs."""
+        assert self.live is not None
+        try:
+            operator = self.kinds[func][0]
+        except KeyError:
+            operator = conventions.normalize(func._schema.name)
+        if kind_of(func, operator).fresh:  # views and in-place results are storages that exist already
+            self.live.allocated(out, self.module(), operator)
 
     def dispatched(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         """Price one dispatched call; free operators (most of them) cost a dict lookup."""
@@ -234,23 +261,28 @@ class _Capture:
             kind = _UNPRICED if not rules.has_rule(operator) else _FREE if rules.is_free(operator) else _PRICED
             self.kinds[func] = operator, kind
         if kind == _FREE:
+            self.traffic(func, operator, args, kwargs, out, 0, self.module())
             return
         if kind == _UNPRICED:
             self.tally.miss(operator)
+            self.traffic(func, operator, args, kwargs, out, 0, self.module())
             return
         bound = _bind(func._schema, args, kwargs)
-        self._price_node(operator, bound if bound is not None else list(args), out)
+        self._price_node(operator, bound if bound is not None else list(args), out, (func, args, kwargs))
 
     def price(self, operator: str, inputs: list[Any], out: Any) -> None:
         """Price a call of ``operator`` (a composite seen at the Python level) from its inputs and output."""
         operator = conventions.normalize(operator)
         if not rules.has_rule(operator):
             self.tally.miss(operator)
+            self.traffic(None, operator, inputs, {}, out, 0, self.module())
             return
         if not rules.is_free(operator):
-            self._price_node(operator, inputs, out)
+            self._price_node(operator, inputs, out, (None, inputs, {}))
+        else:
+            self.traffic(None, operator, inputs, {}, out, 0, self.module())
 
-    def _price_node(self, operator: str, inputs: list[Any], out: Any) -> None:
+    def _price_node(self, operator: str, inputs: list[Any], out: Any, call: tuple[Any, Any, dict[str, Any]]) -> None:
         """An operator with a rule that is not free: build its node and add its MACs."""
         node = Node(
             operator=operator,
@@ -260,10 +292,11 @@ class _Capture:
             scope="",
         )
         macs = rules.price(node)
+        module = self.module()
+        self.traffic(call[0], operator, call[1], call[2], out, macs or 0, module)
         if macs is None:
             self.tally.miss(operator)
             return
-        module = self.names[self.stack[-1]] if self.stack else (self.where() if self.where else "")
         self.tally.add(module, operator, macs)
         if macs:
             self.recent = (self.recent + [(operator, module, macs)])[-3:]
@@ -279,7 +312,14 @@ class _Capture:
                     del self.tally.by_operator[operator]
                 if not self.tally.by_module[module]:
                     del self.tally.by_module[module]
+            for key in self.recent_costs[:2]:  # the same calls in the costs: MACs taken out, bytes kept
+                if self.tally.costs.get(key):
+                    self.tally.costs[key] -= 1
+                    if not self.tally.costs[key]:
+                        del self.tally.costs[key]
+                    record(self.tally.costs, key[0], key[1], key[2], 0, key[4], key[5])
         self.recent = []
+        self.recent_costs = []
 
     def enter(self, index: int) -> None:
         self.stack.append(index)
@@ -310,6 +350,8 @@ class _Dispatch(TorchDispatchMode):
         out = meta_output(func, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
+        if self.state.live is not None:
+            self.state.allocated(func, out)
         if not self.state.muted:
             if func is _SAFE_SOFTMAX:
                 self.state.math_attention()
@@ -445,16 +487,20 @@ class _Composites(TorchFunctionMode):
 
 
 @contextmanager
-def capture(module: nn.Module | None = None, where: Callable[[], str] | None = None) -> Iterator[Tally]:
+def capture(
+    module: nn.Module | None = None, where: Callable[[], str] | None = None, live: Liveness | None = None
+) -> Iterator[Tally]:
     """Count every operator that runs inside the block; yields the running :class:`Tally`.
 
     ``module``'s submodules attribute the MACs of their forward (by forward hooks);
     code outside any submodule's forward (a backward, an optimizer step) counts
     under ``where()`` when given (a training step's backward names the module whose
     forward made the autograd node that runs), else under ``""``. Nothing is run
-    differently: the block's code runs as it would.
+    differently: the block's code runs as it would. With ``live``, the storages each operator makes
+    are counted there (peak memory, :mod:`pytest_flopbudget.engine.memory.liveness`).
     """
     state = _Capture(where)
+    state.live = live
     state.tally.capture = "dispatch"
     with module_hooks(module, state.enter, state.leave) as names, _eager_flex_attention():
         state.names.extend(names)
@@ -479,8 +525,17 @@ def _eager_flex_attention() -> Iterator[None]:
         setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", before)  # noqa: B010
 
 
-def run(fn: Any, module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
-    """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`."""
-    with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module) as tally:
-        fn(*args, **kwargs)
+def run(fn: Any, module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool, memory: bool = False) -> Tally:
+    """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`; with ``memory``,
+    the peak of live tensor bytes too (``Tally.memory``)."""
+    live = None
+    if memory:
+        live = Liveness()
+        live.seed(module_state(module), "weights")
+        live.seed(input_tensors((args, kwargs)), "activations")
+    with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module, live=live) as tally:
+        out = fn(*args, **kwargs)
+        del out
+    if live is not None:
+        tally.memory = live.state()
     return tally

@@ -25,6 +25,9 @@ class Tally:
     unpriced: dict[str, int] = dataclasses.field(default_factory=dict)
     capture: str = ""  # "trace" or "dispatch": which capture saw the operators
     notes: list[str] = dataclasses.field(default_factory=list)
+    # operator, module, dtype, MACs, bytes read, bytes written (per call) -> calls; see engine/memory/traffic.py
+    costs: dict[tuple[str, str, str, int, int, int], int] = dataclasses.field(default_factory=dict)
+    memory: dict[str, Any] | None = None  # peak memory figures (engine/memory/liveness.py), where watched
 
     def add(self, module: str, operator: str, macs: int) -> None:
         if macs:

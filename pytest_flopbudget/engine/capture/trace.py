@@ -19,6 +19,7 @@ from torchprofile.ir import Node, Variable
 from pytest_flopbudget.engine import fastmeta, rules
 from pytest_flopbudget.engine.capture.calls import module_calls
 from pytest_flopbudget.engine.capture.tally import Tally, submodules
+from pytest_flopbudget.engine.memory import node_bytes, record
 from pytest_flopbudget.engine.meta import MetaTraceFix
 
 
@@ -434,10 +435,12 @@ def _price(graph: Any, names: list[str]) -> Tally:
             operator = kind.lower()
             known = status[kind] = (operator, rules.is_free(operator) if rules.has_rule(operator) else None)
         operator, free = known
-        if free:
-            continue
-        if free is None:
-            tally.miss(operator)
+        if free or free is None:
+            if free is None:
+                tally.miss(operator)
+            moved = node_bytes(jit_node, operator)  # bytes moved (engine/memory/traffic.py); None: a view
+            if moved is not None:
+                record(tally.costs, operator, _module_of(jit_node.scopeName(), modules, names), moved[0], 0, moved[1], moved[2])
             continue
         node = Node(
             operator=operator,
@@ -447,12 +450,21 @@ def _price(graph: Any, names: list[str]) -> Tally:
             scope=jit_node.scopeName(),
         )
         macs = rules.price(node)
+        module_name = _module_of(node.scope, modules, names)
+        moved = node_bytes(jit_node, operator)
+        dtype, read, written = moved if moved is not None else ("", 0, 0)
+        record(tally.costs, operator, module_name, dtype, macs or 0, read, written)
         if macs is None:
             tally.miss(operator)
             continue
-        module_name = modules.get(node.scope)
-        if module_name is None:
-            scope = node.scope.rsplit("/", 1)[-1]
-            module_name = modules[node.scope] = names[int(scope[1:])] if scope.startswith("m") else ""
         tally.add(module_name, operator, macs)
     return tally
+
+
+def _module_of(scope_name: str, modules: dict[str, str], names: list[str]) -> str:
+    """The module path of a node's scope (``m<i>`` names the i-th submodule), cached per scope."""
+    module_name = modules.get(scope_name)
+    if module_name is None:
+        scope = scope_name.rsplit("/", 1)[-1]
+        module_name = modules[scope_name] = names[int(scope[1:])] if scope.startswith("m") else ""
+    return module_name

@@ -38,6 +38,8 @@ from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.capture.trace import output_tensors
 from pytest_flopbudget.engine.context import _no_mha_fastpath, parameter_count
 from pytest_flopbudget.engine.errors import NEEDS_VALUES, UNPRICED, check_unpriced
+from pytest_flopbudget.engine.memory import Liveness, op_costs
+from pytest_flopbudget.engine.memory.liveness import input_tensors, module_state
 from pytest_flopbudget.engine.meta import weights_on_meta
 from pytest_flopbudget.engine.state import guard
 from pytest_flopbudget.results.result import PHASES, FlopResult
@@ -469,7 +471,8 @@ def _merge(tallies: dict[str, Tally]) -> Tally:
 
 
 def _run_step(
-    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], loss: Callable[[Any], Any] | None, optimizer: Any
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], loss: Callable[[Any], Any] | None, optimizer: Any,
+    live: Liveness | None = None,
 ) -> tuple[dict[str, Tally], list[str]]:
     """The three phases on meta, each in its own capture; the model as it was on exit."""
     tallies: dict[str, Tally] = {}
@@ -482,6 +485,9 @@ def _run_step(
         stack.enter_context(torch.enable_grad())
         step_args, step_kwargs = pytree.tree_map(_meta_input, (args, kwargs))
         bound = _bound_optimizer(optimizer, model, swapped)
+        if live is not None:  # peak memory: weights and inputs exist from the start
+            live.seed(module_state(model), "weights")
+            live.seed(input_tensors((step_args, step_kwargs)), "activations")
 
         modules = _Stack()
         checks = AnsweredChecks()  # transformers' packed-sequence check and its like, answered on meta
@@ -489,19 +495,27 @@ def _run_step(
             modules.names.extend(names)
             # fastmeta's mode, entered first, makes the outputs of the common operators below the other modes
             with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), checks, _FusedKernelsOnMeta(), _TagNodes(modules.top), \
-                    capture(model) as tallies["forward"]:
+                    capture(model, live=live) as tallies["forward"]:
                 value = _scalar_loss(model(*step_args, **step_kwargs), loss, bool(swapped))
             _tag_inner_nodes(value.grad_fn)
+            if live is not None:
+                live.category = "gradients"
             with fastmeta.meta_mode(False), _StrayTensorsOnMeta(), checks, _FusedKernelsOnMeta(), \
                     _recomputation_like_forward(lambda: [_FusedKernelsOnMeta(), _TagNodes(modules.top, inner=True)]), \
-                    capture(model, where=_backward_module) as tallies["backward"]:
+                    capture(model, where=_backward_module, live=live) as tallies["backward"]:
                 value.backward()
         del value
         if bound is None:
             tallies["optimizer"] = Tally()
         else:
             _create_state(bound)
-            with fastmeta.meta_mode(False), _VoidKernelsOnMeta(), capture(model) as tallies["optimizer"]:
+            if live is not None:  # a steady-state step: the optimizer's state exists from the start
+                device = next((p.device for p in model.parameters()), None)
+                live.add_throughout(
+                    (v for state in bound.state.values() for v in state.values()
+                     if isinstance(v, torch.Tensor) and v.device == device), "optimizer")
+                live.category = "optimizer"
+            with fastmeta.meta_mode(False), _VoidKernelsOnMeta(), capture(model, live=live) as tallies["optimizer"]:
                 bound.step()
     lost.extend(checks.notes())
     if optimizer is not None and not swapped:
@@ -530,6 +544,7 @@ def count_train_step(
     loss: Callable[[Any], Any] | None = None,
     optimizer: Any = None,
     unpriced: str = "fail",
+    memory: bool = False,
 ) -> FlopResult:
     """MACs of one training step of ``model`` on ``model(*args, **kwargs)``, counted on meta.
 
@@ -539,7 +554,9 @@ def count_train_step(
     optimizer step. The result's ``phases`` maps "forward" (forward and loss),
     "backward" and "optimizer" to their MACs; ``phase_modules`` holds each phase's
     per-module MACs. ``unpriced``: as for :func:`~pytest_flopbudget.counting.count`, a costly
-    operator without a rule fails the count (``"fail"``) or is noted (``"warn"``).
+    operator without a rule fails the count (``"fail"``) or is noted (``"warn"``). ``memory=True`` also
+    measures the step's peak memory (weights, activations autograd saves, gradients, the optimizer's
+    steady-state state; see docs/memory.md).
     """
     if unpriced not in UNPRICED:
         raise ValueError(f"unknown unpriced policy {unpriced!r}; choose one of {', '.join(UNPRICED)}")
@@ -548,7 +565,8 @@ def count_train_step(
             f"train_step needs the torch.nn.Module whose parameters are trained, got {type(model).__name__}"
         )
     try:
-        tallies, lost = _run_step(model, args, dict(kwargs or {}), loss, optimizer)
+        live = Liveness() if memory else None
+        tallies, lost = _run_step(model, args, dict(kwargs or {}), loss, optimizer, live)
     except Exception as exc:
         replacement = _needs_real_values(exc)
         if replacement is None:
@@ -569,4 +587,6 @@ def count_train_step(
         phase_modules={phase: dict(tallies[phase].by_module) for phase in PHASES},
         notes=tuple(notes),
         capture="dispatch",
+        costs=tuple(cost for phase in PHASES for cost in op_costs(tallies[phase].costs, phase)),
+        **(live.state() if live is not None else {}),
     )
