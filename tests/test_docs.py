@@ -100,9 +100,9 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     commands = [line for line in ci.splitlines() if line.startswith("python3 -m venv")]
     shell = code_blocks("sh")
-    assert commands[0] in shell, "the README's test command must be what .ci/run runs first"
+    assert any(commands[0] in block for block in shell), "the README's test command must be what .ci/run runs first"
     for command in commands[1:]:
-        assert command in shell, f"every run of .ci/run is documented in the README: {command}"
+        assert any(command in block for block in shell), f"every run of .ci/run is documented in the README: {command}"
     main = next(block.strip() for block in shell if "pytest examples" in block)
     assert main.endswith("python -m pytest examples -n 2 --flop-report") and '-e ".[examples]"' in main
 
