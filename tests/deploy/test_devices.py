@@ -169,3 +169,21 @@ def test_importing_deploy_never_imports_torch() -> None:
     code = "import sys, pytest_flopbudget.deploy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_documented_table_is_the_table() -> None:
+    """docs/deployment.md's device table shows exactly the figures the estimate uses."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text(encoding="utf-8")
+    columns = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "vector_fp16", "vector_bf16", "bandwidth", "memory")
+    rows = {}
+    for line in doc.splitlines():
+        if line.startswith("| `") and line.count("|") == len(columns) + 2:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1:]
+    assert set(rows) == set(REQUIRED) == set(DEVICES)
+    for name, cells in rows.items():
+        dev = DEVICES[name]
+        for column, cell in zip(columns, cells):
+            value = getattr(dev, column)
+            assert (float(cell) if cell else None) == value, f"{name}.{column}: docs {cell!r}, table {value!r}"
+        assert dev.source
