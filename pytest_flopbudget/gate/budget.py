@@ -14,9 +14,10 @@ from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, pct
 
 MARKER = "flop_budget"
 MARKER_HELP = (
-    "flop_budget(gflops=None, *, rel=None, abs=None): hard ceiling of the test's forward pass "
+    "flop_budget(gflops=None, *, rel=None, abs=None, ms=None, device=None): hard ceiling of the test's forward pass "
     "in GFLOPs (1 GFLOP = 1e9 FLOPs = 5e8 MACs); rel (fraction or 'N%') and abs (GFLOPs) are the "
-    "growth allowed over the test's baseline entry. The closest marker wins."
+    "growth allowed over the test's baseline entry; ms with device: a ceiling on the roofline lower bound "
+    "of the time on that device (docs/deployment.md). The closest marker wins."
 )
 _PERCENT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*%\s*$")
 
@@ -32,6 +33,8 @@ class Budget:
     gflops: float | None = None
     rel: float | None = None
     abs: float | None = None
+    ms: float | None = None  # a ceiling on the estimated time (roofline lower bound) on ``device``
+    device: str | None = None
 
 
 def number(value: Any, what: str) -> float:
@@ -69,11 +72,11 @@ def text_number(text: str, what: str) -> float:
 
 def from_marker(args: tuple, kwargs: dict) -> Budget:
     """Validate ``flop_budget(gflops=None, *, rel=None, abs=None)`` arguments."""
-    unknown = sorted(set(kwargs) - {"gflops", "rel", "abs"})
+    unknown = sorted(set(kwargs) - {"gflops", "rel", "abs", "ms", "device"})
     if unknown:
         raise BudgetError(
             f"unknown argument(s) {', '.join(unknown)} to @pytest.mark.{MARKER}; "
-            "it takes gflops=, rel= and abs="
+            "it takes gflops=, rel=, abs=, ms= and device="
         )
     if len(args) > 1:
         raise BudgetError(f"@pytest.mark.{MARKER} takes at most one positional argument (gflops), got {len(args)}")
@@ -81,12 +84,45 @@ def from_marker(args: tuple, kwargs: dict) -> Budget:
         raise BudgetError(f"@pytest.mark.{MARKER} got gflops both as positional and as keyword argument")
     gflops = args[0] if args else kwargs.get("gflops")
     rel, abs_ = kwargs.get("rel"), kwargs.get("abs")
-    if gflops is None and rel is None and abs_ is None:
-        raise BudgetError(f"@pytest.mark.{MARKER} needs at least one of gflops=, rel=, abs=")
+    ms = kwargs.get("ms")
+    device = _time_device(ms, kwargs.get("device"))
+    if gflops is None and rel is None and abs_ is None and ms is None:
+        raise BudgetError(f"@pytest.mark.{MARKER} needs at least one of gflops=, rel=, abs=, ms=")
     return Budget(
         gflops=None if gflops is None else number(gflops, f"{MARKER} gflops"),
         rel=None if rel is None else fraction(rel, f"{MARKER} rel"),
         abs=None if abs_ is None else number(abs_, f"{MARKER} abs"),
+        ms=None if ms is None else number(ms, f"{MARKER} ms"),
+        device=device,
+    )
+
+
+def _time_device(ms: Any, name: Any) -> str | None:
+    """The table name of a time budget's device; ``ms=`` and ``device=`` go together."""
+    if ms is None and name is None:
+        return None
+    if ms is None:
+        raise BudgetError(f"@pytest.mark.{MARKER}: device= goes with ms= (a time budget on that device)")
+    if name is None:
+        raise BudgetError(f"@pytest.mark.{MARKER}: ms= needs device=, the device the time is estimated on (e.g. device='h100-sxm')")
+    if not isinstance(name, str):
+        raise BudgetError(f"@pytest.mark.{MARKER} device must be a device name, got {name!r}")
+    from pytest_flopbudget.deploy.devices import device
+
+    try:
+        return device(name).name
+    except ValueError as exc:
+        raise BudgetError(f"@pytest.mark.{MARKER}: {exc}") from None
+
+
+def judge_time(ms: float, budget_ms: float, device: str, bound: str, share: float) -> Verdict | None:
+    """A time budget: the roofline lower bound over ``budget_ms`` is over budget (the real time can only be longer)."""
+    if ms <= budget_ms:
+        return None
+    return Verdict(
+        "over-budget",
+        f"time budget exceeded on {device}: roofline lower bound {ms:.4g} ms > ms={budget_ms:g} "
+        f"({fmt_pct(pct(ms, budget_ms))}; {100 * share:.0f}% {bound}-bound)",
     )
 
 

@@ -263,6 +263,8 @@ def terminal_summary(tr: Any, state: RunState) -> None:
         for line in report.terminal_table(report.sort_records(records), width=width, base=state.base is not None):
             tr.write_line(line)
         tr.write_line(report.CONVENTIONS_NOTE)
+        for line in report.estimate_lines(records):
+            tr.write_line(line)
         tr.write_line(report.counts_line(records))
         for line in report.hints(records, settings.baseline.name, settings.update_command()):
             tr.write_line(line)
