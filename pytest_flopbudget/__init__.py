@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_flopbudget.deploy.devices import register_device
+from pytest_flopbudget.deploy.roofline import estimate, mfu
 from pytest_flopbudget.engine.options import OPTIONS as OPTIONS
 from pytest_flopbudget.engine.options import check_options as check_options
 from pytest_flopbudget.engine.scaling import Scaling, assert_scaling
@@ -14,8 +16,8 @@ from pytest_flopbudget.results.result import FlopResult, Record
 
 __version__ = "0.1.0"
 __all__ = [
-    "FlopResult", "Measure", "Record", "Scaling", "assert_scaling", "fast_meta", "measure", "measure_train_step",
-    "meta_init", "register_rule", "__version__",
+    "FlopResult", "Measure", "Record", "Scaling", "assert_scaling", "estimate", "fast_meta", "measure", "measure_train_step",
+    "meta_init", "mfu", "register_device", "register_rule", "__version__",
 ]
 
 class Measure:

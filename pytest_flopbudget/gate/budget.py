@@ -15,11 +15,12 @@ from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, pct
 
 MARKER = "flop_budget"
 MARKER_HELP = (
-    "flop_budget(gflops=None, *, rel=None, abs=None): hard ceiling of the test's forward pass "
+    "flop_budget(gflops=None, *, rel=None, abs=None, ms=None, device=None): hard ceiling of the test's forward pass "
     "in GFLOPs (1 GFLOP = 1e9 FLOPs = 5e8 MACs); rel (fraction or 'N%') and abs (GFLOPs) are the "
     "growth allowed over the test's baseline entry (rel also for the memory figures). peak_mib (peak memory in "
     "MiB) and bytes_gb (bytes moved in GB, 1e9 bytes) are hard ceilings of the memory the call takes; "
-    "either one makes the test measure memory. The closest marker wins."
+    "either one makes the test measure memory. ms with device: a ceiling on the roofline lower bound "
+    "of the time on that device (docs/deployment.md). The closest marker wins."
 )
 _PERCENT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*%\s*$")
 
@@ -37,6 +38,8 @@ class Budget:
     abs: float | None = None
     peak_mib: float | None = None  # peak memory ceiling, MiB (gate/memory.py)
     bytes_gb: float | None = None  # bytes moved ceiling, GB (1e9 bytes)
+    ms: float | None = None  # a ceiling on the estimated time (roofline lower bound) on ``device``
+    device: str | None = None
 
 
 def number(value: Any, what: str) -> float:
@@ -74,11 +77,11 @@ def text_number(text: str, what: str) -> float:
 
 def from_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
     """Validate ``flop_budget(gflops=None, *, rel=None, abs=None)`` arguments."""
-    unknown = sorted(set(kwargs) - {"gflops", "rel", "abs", "peak_mib", "bytes_gb"})
+    unknown = sorted(set(kwargs) - {"gflops", "rel", "abs", "peak_mib", "bytes_gb", "ms", "device"})
     if unknown:
         raise BudgetError(
             f"unknown argument(s) {', '.join(unknown)} to @pytest.mark.{MARKER}; "
-            "it takes gflops=, rel=, abs=, peak_mib= and bytes_gb="
+            "it takes gflops=, rel=, abs=, peak_mib=, bytes_gb=, ms= and device="
         )
     if len(args) > 1:
         raise BudgetError(f"@pytest.mark.{MARKER} takes at most one positional argument (gflops), got {len(args)}")
@@ -87,14 +90,47 @@ def from_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
     gflops = args[0] if args else kwargs.get("gflops")
     rel, abs_ = kwargs.get("rel"), kwargs.get("abs")
     peak_mib, bytes_gb = kwargs.get("peak_mib"), kwargs.get("bytes_gb")
-    if gflops is None and rel is None and abs_ is None and peak_mib is None and bytes_gb is None:
-        raise BudgetError(f"@pytest.mark.{MARKER} needs at least one of gflops=, rel=, abs=, peak_mib=, bytes_gb=")
+    ms = kwargs.get("ms")
+    device = _time_device(ms, kwargs.get("device"))
+    if gflops is None and rel is None and abs_ is None and peak_mib is None and bytes_gb is None and ms is None:
+        raise BudgetError(f"@pytest.mark.{MARKER} needs at least one of gflops=, rel=, abs=, peak_mib=, bytes_gb=, ms=")
     return Budget(
         peak_mib=None if peak_mib is None else number(peak_mib, f"{MARKER} peak_mib"),
         bytes_gb=None if bytes_gb is None else number(bytes_gb, f"{MARKER} bytes_gb"),
         gflops=None if gflops is None else number(gflops, f"{MARKER} gflops"),
         rel=None if rel is None else fraction(rel, f"{MARKER} rel"),
         abs=None if abs_ is None else number(abs_, f"{MARKER} abs"),
+        ms=None if ms is None else number(ms, f"{MARKER} ms"),
+        device=device,
+    )
+
+
+def _time_device(ms: Any, name: Any) -> str | None:
+    """The table name of a time budget's device; ``ms=`` and ``device=`` go together."""
+    if ms is None and name is None:
+        return None
+    if ms is None:
+        raise BudgetError(f"@pytest.mark.{MARKER}: device= goes with ms= (a time budget on that device)")
+    if name is None:
+        raise BudgetError(f"@pytest.mark.{MARKER}: ms= needs device=, the device the time is estimated on (e.g. device='h100-sxm')")
+    if not isinstance(name, str):
+        raise BudgetError(f"@pytest.mark.{MARKER} device must be a device name, got {name!r}")
+    from pytest_flopbudget.deploy.devices import device
+
+    try:
+        return device(name).name
+    except ValueError as exc:
+        raise BudgetError(f"@pytest.mark.{MARKER}: {exc}") from None
+
+
+def judge_time(ms: float, budget_ms: float, device: str, bound: str, share: float) -> Verdict | None:
+    """A time budget: the roofline lower bound over ``budget_ms`` is over budget (the real time can only be longer)."""
+    if ms <= budget_ms:
+        return None
+    return Verdict(
+        "over-budget",
+        f"time budget exceeded on {device}: roofline lower bound {ms:.4g} ms > ms={budget_ms:g} "
+        f"({fmt_pct(pct(ms, budget_ms))}; {100 * share:.0f}% {bound}-bound)",
     )
 
 

@@ -57,6 +57,10 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
     lines = [verdict.failure or "", f"  test: {record.id}", f"  measured: {record.macs:,} MACs = {fmt_gflops(record.gflops)} GFLOPs"]
     if record.budget_gflops is not None:
         lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs (@pytest.mark.flop_budget)")
+    if record.budget_ms is not None:
+        got = record.estimates.get(record.budget_device or "")
+        estimated = f"; estimated {got['ms']:.4g} ms, roofline lower bound" if got else ""
+        lines.append(f"  time budget: {record.budget_ms:g} ms on {record.budget_device} (@pytest.mark.flop_budget{estimated})")
     if record.baseline_macs is not None:
         lines.append(f"  baseline: {record.baseline_macs:,} MACs = {fmt_gflops(record.baseline_gflops or 0.0)} GFLOPs ({settings.baseline.name})")
     if record.base_macs is not None and record.status == "raised":

@@ -27,6 +27,7 @@ from pytest_flopbudget.gate.budget import (
     from_marker,
     judge,
     judge_base,
+    judge_time,
 )
 from pytest_flopbudget.gate.memory import judge_memory, judge_memory_base
 from pytest_flopbudget.gate.messages import count_hint, explain, junit_properties
@@ -303,6 +304,9 @@ class FlopMeter:
                 updating=settings.update,
             )
             verdict = raised or verdict
+        estimates, time_verdict = _estimate_times(result, budget, settings.device_names)
+        if time_verdict is not None and verdict.failure is None and verdict.status != "over-budget":
+            verdict = time_verdict
         path, line, _ = item.location
         record = Record(
             id=record_id,
@@ -323,6 +327,9 @@ class FlopMeter:
             base=None if base is None else base.label,
             base_macs=None if base_entry is None else base_entry.macs,
             base_modules={} if base_entry is None else dict(base_entry.modules),
+            estimates=estimates,
+            budget_ms=budget.ms,
+            budget_device=budget.device,
         )
         verdict = _memory_verdict(record, verdict, result, budget, entry, base_entry, state)
         record.message = explain(record, verdict, result, settings, "" if base is None else base.source)
@@ -352,6 +359,36 @@ def _memory_verdict(record: Record, verdict: Verdict, result: FlopResult, budget
         return verdict
     record.status = found.status
     return found
+
+
+def _estimate_times(result: FlopResult, budget: Budget, devices: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], Verdict | None]:
+    """The roofline estimate on each reporting device and on the marker's, and the time budget's verdict.
+
+    A result without per-operator costs has no estimate: the report devices are left out, a time
+    budget fails with the reason (nothing real is ever priced as zero)."""
+    from pytest_flopbudget.deploy.roofline import estimate
+
+    wanted = list(dict.fromkeys([*devices, *([budget.device] if budget.device else [])]))
+    if not wanted:
+        return {}, None
+    if not result.costs and result.macs:
+        if budget.ms is None:
+            return {}, None
+        return {}, Verdict(
+            "over-budget",
+            f"time budget ms={budget.ms:g} on {budget.device} cannot be checked: this measurement has no per-operator "
+            "costs (FlopResult.costs is empty; the capture did not record bytes moved)",
+        )
+    estimates: dict[str, dict[str, Any]] = {}
+    for name in wanted:
+        est = estimate(result, name)
+        share = est.memory_share if est.bound == "memory" else est.compute_share
+        estimates[name] = {"ms": est.ms, "bound": est.bound, "share": share}
+    verdict = None
+    if budget.ms is not None and budget.device is not None:
+        got = estimates[budget.device]
+        verdict = judge_time(got["ms"], budget.ms, budget.device, got["bound"], got["share"])
+    return estimates, verdict
 
 
 @pytest.fixture

@@ -266,6 +266,8 @@ def terminal_summary(tr: Any, state: RunState) -> None:
         tr.write_line(report.CONVENTIONS_NOTE)
         for line in memory_table(records):  # only where tests measured memory
             tr.write_line(line)
+        for line in report.estimate_lines(records):
+            tr.write_line(line)
         tr.write_line(report.counts_line(records))
         for line in report.hints(records, settings.baseline.name, settings.update_command()):
             tr.write_line(line)

@@ -63,6 +63,8 @@ OPTIONS = (
     Option("base_abs", "number", None, "fail a test raised against the base by more than GFLOPS; default: the base only informs", metavar="GFLOPS"),
     Option("memory", "flag", False, "measure peak memory and bytes moved in every test and keep them in the baseline (a test measures them anyway when its marker sets peak_mib= or bytes_gb=, or its baseline entry has them)"),
     Option("github", "choice", "auto", "GitHub Actions output (step summary, ::error annotations): auto (when $GITHUB_ACTIONS is true) or off", ("auto", "off")),
+    Option("device", "text", None, "estimate each measurement's time on these devices (comma-separated names of the device table, e.g. h100-sxm,l4) and show it in the reports", metavar="NAMES"),
+    Option("devices", "path", None, "a TOML file of [devices.NAME] tables added to (or replacing entries of) the device table", metavar="PATH"),
 )
 
 
@@ -109,6 +111,18 @@ class Settings:
     base_rel: float | None = None  # a raise against the base beyond these fails; None: not set
     base_abs: float | None = None
     memory: bool = False  # --flop-memory: measure memory in every test
+    device: str | None = None  # --flop-device: devices to estimate the time on, comma-separated
+    devices: Path | None = None  # --flop-devices: a TOML file of devices
+
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        """The table names of --flop-device, in the order given, without repeats."""
+        if not self.device:
+            return ()
+        from pytest_flopbudget.deploy.devices import device
+
+        names = (device(part).name for part in self.device.split(",") if part.strip())
+        return tuple(dict.fromkeys(names))
 
     @property
     def base_gate(self) -> bool:
@@ -198,6 +212,7 @@ def resolve(config: pytest.Config) -> Settings:
         values[opt.name] = value
     settings = Settings(**values, baseline_arg=config.getoption("flopbudget_baseline"))
     _check_paths(settings)
+    _check_devices(settings)
     given = {opt.name for opt in OPTIONS if config.getoption(opt.ini) is not None}
     return _check_base(settings, given)
 
@@ -222,6 +237,18 @@ def _check_base(settings: Settings, given: set[str]) -> Settings:
             f"pytest-flopbudget: --flop-base {settings.base} is a directory; give the base's baseline file"
         )
     return settings
+
+
+def _check_devices(settings: Settings) -> None:
+    """Load --flop-devices and check every --flop-device name; a bad file or name is a usage error."""
+    from pytest_flopbudget.deploy.devices import load_devices
+
+    try:
+        if settings.devices is not None:
+            load_devices(settings.devices)
+        settings.device_names  # noqa: B018 - resolves every name
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest-flopbudget: --flop-device/--flop-devices: {exc}") from None
 
 
 def _check_paths(settings: Settings) -> None:

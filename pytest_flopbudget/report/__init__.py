@@ -44,6 +44,7 @@ from pytest_flopbudget.report.markdown import (
 from pytest_flopbudget.report.terminal import (
     CONVENTIONS_NOTE,
     base_lines,
+    estimate_lines,
     hints,
     shorten_left,
     terminal_table,
@@ -52,7 +53,7 @@ from pytest_flopbudget.report.terminal import (
 __all__ = [
     "CHART_LIMIT", "CONVENTIONS_NOTE", "MARKER", "MISSING", "TOP_MODULES", "UPDATE_COMMAND", "BaseSummary", "annotations",
     "base_changes", "base_headline", "base_lines", "breakdown", "counts_line",
-    "env_warnings", "escape_data", "escape_property", "fmt_delta", "fmt_gflops", "fmt_gmacs", "fmt_params", "hints",
+    "env_warnings", "escape_data", "estimate_lines", "escape_property", "fmt_delta", "fmt_gflops", "fmt_gmacs", "fmt_params", "hints",
     "html_report",
     "json_report", "markdown_report", "md_code", "md_text", "mermaid_chart", "short_name", "shorten_left",
     "sort_records", "status_counts", "terminal_table", "top_modules", "unpriced_line", "unpriced_totals",

@@ -120,3 +120,19 @@ def base_lines(records: Iterable[Record], base: BaseSummary, listed: int = 20) -
             more = f" (+{len(ids) - listed} more)" if len(ids) > listed else ""
             lines.append(f"  {what}: {', '.join(ids[:listed])}{more}")
     return lines
+
+
+def estimate_lines(records: Iterable[Record]) -> list[str]:
+    """The time estimates of the run's devices (--flop-device, a marker's device=) under the table:
+    one line per measurement, each device's roofline lower bound and the bound that binds."""
+    listed = [r for r in sort_records(list(records)) if r.estimates]
+    if not listed:
+        return []
+    lines = ["time estimates (roofline lower bound: no launch overhead, no fusion, peak rates; docs/deployment.md):"]
+    for record in listed:
+        parts = []
+        for name, est in record.estimates.items():
+            budget = f" (budget {record.budget_ms:g} ms)" if record.budget_device == name and record.budget_ms is not None else ""
+            parts.append(f"{name} {est['ms']:.4g} ms {est['bound']}-bound {100 * est['share']:.0f}%{budget}")
+        lines.append(f"  {record.id}: " + "; ".join(parts))
+    return lines

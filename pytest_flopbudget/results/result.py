@@ -302,6 +302,10 @@ class Record:
     base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
     base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
     base_modules: dict[str, int] = field(default_factory=dict)
+    # time estimates (docs/deployment.md): device -> {"ms", "bound", "share"}, for --flop-device and a marker's device
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict[str, Any])
+    budget_ms: float | None = None  # the marker's ms= ceiling on the estimate on budget_device
+    budget_device: str | None = None
 
     @property
     def gflops(self) -> float:

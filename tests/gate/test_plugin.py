@@ -259,7 +259,7 @@ def test_marker_without_measurement_never_passes(pytester: pytest.Pytester) -> N
 
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.flop_budget(gflops=None, *, rel=None, abs=None):*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.flop_budget(gflops=None, *, rel=None, abs=None, ms=None, device=None):*"])
     write_models(pytester)
     write_test(pytester, "@pytest.mark.flop_budget(gflops=9)\ndef test_x(flops):\n    flops(*models.linear())\n")
     pytester.runpytest("--strict-markers", "--flop-missing=warn").assert_outcomes(passed=1, warnings=1)
