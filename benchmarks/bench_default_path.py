@@ -5,7 +5,7 @@ Per case, in one fresh Python process each (this script re-invoked with ``--chil
   bare          ``model(*args)`` on the meta device under ``torch.no_grad()``, no counter (torch's own
                 meta execution)
   default       ``measure(model, *args)`` with the defaults (counter "torchprofile", mode "auto")
-  ratio         default / bare, per repetition measured back to back (the best one)
+  ratio         best default / best bare (the two measured alternately, back to back)
   dispatch      ``measure.using(counter="flop_counter")``
   FlopCounter   ``torch.utils.flop_counter.FlopCounterMode`` around the same meta call
   torchprofile  plain ``torchprofile.profile_macs`` on a real-weight copy (where it runs; "-" where not)
@@ -139,13 +139,12 @@ def run_child(case: str, repeat: int) -> None:
         with torch.no_grad():
             model(*args)
 
-    ratios, defaults, bares = [], [], []
+    defaults, bares = [], []
     for _ in range(repeat):  # back to back, so a machine whose speed drifts moves both alike
         b, _ = _best(bare, 1)
         d, _ = _best(lambda: measure(model, *args), 1)
         bares.append(b)
         defaults.append(d)
-        ratios.append(d / b)
     dispatch_s, dispatch = _best(lambda: measure.using(counter="flop_counter")(model, *args), repeat)
 
     def flop_counter() -> int:
@@ -167,7 +166,7 @@ def run_child(case: str, repeat: int) -> None:
         except Exception as exc:
             tp_macs = f"{type(exc).__name__}"
     print(json.dumps({
-        "bare_s": min(bares), "default_s": min(defaults), "ratio": min(ratios), "first_s": first,
+        "bare_s": min(bares), "default_s": min(defaults), "ratio": min(defaults) / min(bares), "first_s": first,
         "dispatch_s": dispatch_s, "flop_counter_s": flop_s, "torchprofile_s": tp_s,
         "macs": default.macs, "capture": default.capture, "dispatch_macs": dispatch.macs,
         "flop_counter_macs": flop_macs, "torchprofile_macs": tp_macs,
