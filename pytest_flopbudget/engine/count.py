@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ import torch.nn as nn
 from pytest_flopbudget.engine import fastmeta
 from pytest_flopbudget.engine.capture import dispatch
 from pytest_flopbudget.engine.capture.callables import resolve
+from pytest_flopbudget.engine.capture.checks import AnsweredChecks
 from pytest_flopbudget.engine.capture.tally import Tally
 from pytest_flopbudget.engine.capture.trace import (
     NoTensorOutput,
@@ -63,21 +65,120 @@ operators in all. Both limits count operators, not time: a model always takes th
 """
 
 
+# Trace nodes that stand for code the trace cannot see into: a custom ``torch.autograd.Function``
+# (``prim::PythonOp``), a call of a ``torch.jit.script`` function or method (``prim::CallFunction``,
+# ``prim::CallMethod``). No rule can price them from shapes; the dispatch capture sees every operator
+# they run.
+OPAQUE = {
+    "prim::pythonop": "a custom torch.autograd.Function",
+    "prim::callfunction": "a torch.jit.script function",
+    "prim::callmethod": "a torch.jit.script module or method",
+}
+
+
 def _default(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
-    """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go."""
+    """The default counter: the trace, and the dispatch capture (with a note) where a trace cannot go
+    or holds calls it cannot see into; where that is known before tracing (:func:`_no_trace`), the
+    dispatch capture alone."""
+    known = _no_trace(fn, module)
+    if known is None and dispatch.has_nested(args, kwargs):
+        known = "a nested tensor among the inputs, whose shape a trace does not record"
+    if known is not None:
+        tally = dispatch.run(fn, module, args, kwargs, meta)
+        tally.notes.append(f"counted by the dispatch capture (every operator that runs, priced by the same rules): {known}")
+        return tally
     try:
-        if dispatch.has_nested(args, kwargs):  # the trace records no shape for a nested tensor
-            raise ValueError("a nested tensor among the inputs, whose shape a trace does not record")
-        return trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
+        tally = trace(fn, module, args, kwargs, meta, OpBudget(TRACE_OP_LIMIT, TRACE_CALL_LIMIT))
     except NoTensorOutput:
         raise
     except TraceTooLong as exc:
         reason = f"{exc}, a loop the trace would unroll into a graph node per operator of every step"
     except Exception as exc:
         reason = f"the trace failed ({_first_line(exc)})"
+    else:
+        opaque = {op: n for op, n in tally.unpriced.items() if op in OPAQUE}
+        if not opaque:
+            return tally
+        return _through_opaque(fn, module, args, kwargs, meta, tally, opaque)
     tally = dispatch.run(fn, module, args, kwargs, meta)  # the model's own errors surface here
     tally.notes.append(
         f"counted by the dispatch capture (every operator that runs, priced by the same rules): {reason}"
+    )
+    return tally
+
+
+def _compiled(module: nn.Module) -> str | None:
+    """The name of a ``torch.compile``d module in ``module`` (itself, or a submodule), or None."""
+    for name, sub in module.named_modules():
+        if sub._compiled_call_impl is not None or type(sub).__name__ == "OptimizedModule":
+            return name or type(sub).__name__
+    return None
+
+
+def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
+    """Why the trace would fail, see nothing or cost more than the operators, known before tracing
+    (the dispatch capture counts the call then), or None.
+
+    - a scripted module (``torch.jit.script``): the tracer refuses it, or sees one opaque call;
+    - a compiled module or function (``torch.compile``): tracing it has dynamo compile new graphs,
+      seconds per count, where the dispatch capture runs it as it is;
+    - a call that runs the model several times (:func:`.generation.prefill_and_decode`): each
+      decode step adds its operators to one ever longer trace, a graph node per operator, where the
+      dispatch capture prices each as it runs.
+    """
+    if _compiled_fn(fn):
+        return "a torch.compile'd function (run eagerly: the trace cannot go through dynamo)"
+    forwards = getattr(fn, "forwards", None)
+    if isinstance(forwards, int) and forwards > 1:
+        return f"a generation of {forwards} forwards, which one trace would hold node by node"
+    if module is None:
+        return None
+    for name, sub in module.named_modules():
+        if isinstance(sub, torch.jit.ScriptModule):
+            where = f"holds a scripted module ({name})" if name else "is a scripted module"
+            return f"the model {where}, whose operators the trace cannot see"
+    compiled = _compiled(module)
+    if compiled is not None:
+        return f"the model holds a torch.compile'd module ({compiled}; run eagerly: the trace cannot go through dynamo)"
+    return None
+
+
+def _compiled_fn(fn: Any) -> bool:
+    return getattr(fn, "_torchdynamo_orig_callable", None) is not None
+
+
+@contextmanager
+def _eager(fn: Callable[..., Any], module: nn.Module | None) -> Iterator[None]:
+    """Compiled code (``torch.compile``) runs eagerly inside: a capture's own Python frames would
+    otherwise be compiled by dynamo, graph after graph (seconds), where the eager call runs the
+    operators the compiled one stands for. Only where something is compiled (dynamo is then
+    imported already)."""
+    if not (_compiled_fn(fn) or (module is not None and _compiled(module) is not None)):
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
+def _through_opaque(
+    fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool, traced: Tally, opaque: dict[str, int]
+) -> Tally:
+    """The count of a call whose trace holds opaque calls: the dispatch capture's, which sees inside them.
+
+    Where the dispatch capture fails too, the trace's count stands with a note naming what it missed
+    (the opaque calls stay listed in ``unpriced``): never a silent zero."""
+    listed = ", ".join(f"{op} ({OPAQUE[op]}, {n} call{'s' if n != 1 else ''})" for op, n in sorted(opaque.items()))
+    try:
+        tally = dispatch.run(fn, module, args, kwargs, meta)
+    except Exception as exc:
+        traced.notes.append(
+            f"not counted: the operators inside {listed}, which the trace cannot see into; the dispatch "
+            f"capture, which can, failed ({_first_line(exc)})"
+        )
+        return traced
+    tally.notes.append(
+        "counted by the dispatch capture (every operator that runs, priced by the same rules): the trace "
+        f"holds {listed}, whose operators it cannot see"
     )
     return tally
 
@@ -135,10 +236,12 @@ def _meta_first(
     """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
     nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in _state(module)))
     try:
-        with guard(module) as lost, weights_on_meta(module):
+        # The dispatch counter answers transformers' known input checks on meta (the trace never reads them).
+        checks = AnsweredChecks() if backend is dispatch.run else None
+        with guard(module) as lost, weights_on_meta(module), checks if checks is not None else nullcontext():
             margs, mkwargs = to_meta((args, kwargs))
             tally = backend(fn, module, margs, mkwargs, True)
-        notes.extend(lost)
+        notes.extend(lost + (checks.notes() if checks is not None else []))
         return tally, "meta"
     except Exception as exc:
         if nothing_real or isinstance(exc, NoTensorOutput):  # the model's own error: a real pass fails alike
@@ -230,7 +333,7 @@ def count(
         backend = _with_memory(backend)
     notes: list[str] = []
 
-    with torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused():
+    with torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused(), _eager(fn, module):
         if mode == "real":
             on_meta = all_meta(module, (args, kwargs))
             tally = _real(backend, fn, module, args, kwargs, on_meta, notes)

@@ -58,4 +58,5 @@ def prefill_and_decode(model: Any, new_tokens: int) -> Callable[..., Any]:
         return out.logits if hasattr(out, "logits") else out
 
     generate.__qualname__ = f"prefill_and_decode({type(model).__name__}, {new_tokens})"
+    generate.forwards = new_tokens  # type: ignore[attr-defined]  # the default counter takes the dispatch capture for more than one
     return generate

@@ -242,13 +242,19 @@ def test_reductions_softmax_norms_copies(dtype: torch.dtype) -> None:
                 check(aten.native_group_norm.default, x, meta(c, dtype=dtype), meta(c, dtype=dtype), shape[0], c,
                       shape[2] * shape[3], 2, 1e-5)
                 check(aten.native_group_norm.default, x, None, None, shape[0], c, shape[2] * shape[3], 3, 1e-5)
+            if n >= 2:
+                c = shape[1]
+                for training in (True, False):
+                    stats = [meta(c, dtype=dtype) for _ in range(4)]
+                    check(aten.native_batch_norm.default, x, *stats, training, 0.1, 1e-5)
+                check(aten.native_batch_norm.default, x, None, None, None, None, True, 0.1, 1e-5)
     assert not check.errors, "\n".join(check.errors[:20])
     wanted = {aten.sum.dim_IntList, aten.linalg_vector_norm.default, aten.amax.default, aten.mean.dim, aten.sum.default,
               aten._softmax.default, aten._log_softmax.default, aten._safe_softmax.default, aten.cumsum.default,
               aten.argmin.default, aten.clone.default, aten.native_layer_norm.default, aten.cat.default,
               aten.native_group_norm.default, aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default,
               aten.full_like.default, aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default,
-              aten.new_full.default}
+              aten.new_full.default, aten.native_batch_norm.default}
     assert wanted <= set(check.answered), wanted - set(check.answered)
 
 
@@ -497,3 +503,22 @@ def test_a_real_weight_transformer_count_never_imports_dynamo() -> None:
         "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n"
     )
     assert _fresh_process(code) == "False False"  # sympy: the embedding's meta kernel imported it (0.3 s)
+
+
+def test_a_train_mode_batch_norm_and_attention_never_import_dynamo() -> None:
+    """torch's meta batch norm is a Python decomposition whose first call imported torch._dynamo (and
+    its output sympy): 2-3 s on the first count of a process, against 0.02 s warm."""
+    code = (
+        "import sys, torch, torch.nn as nn\n"
+        "from pytest_flopbudget.engine.count import count\n"
+        "class Tiny(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.norm = nn.BatchNorm1d(16); self.attn = nn.MultiheadAttention(16, 2, batch_first=True)\n"
+        "    def forward(self, x):\n"
+        "        h = self.norm(x.transpose(1, 2)).transpose(1, 2)\n"
+        "        return self.attn(h, h, h, need_weights=False)[0]\n"
+        "for counter in ('torchprofile', 'flop_counter'):\n"
+        "    r = count(Tiny().train(), (torch.zeros(2, 8, 16),), counter=counter); assert r.mode == 'meta' and r.macs > 0\n"
+        "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n"
+    )
+    assert _fresh_process(code) == "False False"

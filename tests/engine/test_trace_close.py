@@ -80,6 +80,7 @@ def closings(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         return answers[-1]
 
     monkeypatch.setattr(trace_module, "_close_here", spy)
+    monkeypatch.setattr(counting, "OPAQUE", {})  # the trace's own count, opaque nodes listed (no dispatch recount)
     return answers
 
 

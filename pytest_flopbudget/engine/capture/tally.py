@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 
@@ -55,8 +56,12 @@ def _post_hook(leave: Callable[[Any], None]) -> Callable[..., None]:
 
 def submodules(module: nn.Module | None) -> list[tuple[str, nn.Module]]:
     """The named submodules in ``named_modules`` order, the model itself left out, a shared one once:
-    the i-th is the one ``enter(i)`` names."""
-    return [] if module is None else [(name, sub) for name, sub in module.named_modules() if name]
+    the i-th is the one ``enter(i)`` names. A scripted module's own submodules are left out: its
+    forward runs in TorchScript, where no Python call of them is seen (its cost is its own)."""
+    if module is None:
+        return []
+    scripted = tuple(f"{name}." for name, sub in module.named_modules() if name and isinstance(sub, torch.jit.ScriptModule))
+    return [(name, sub) for name, sub in module.named_modules() if name and not name.startswith(scripted)]
 
 
 @contextmanager
@@ -66,6 +71,8 @@ def module_hooks(module: nn.Module | None, enter: Callable[[int], None], leave: 
     handles = []
     try:
         for index, (_, sub) in enumerate(named):
+            if isinstance(sub, torch.jit.ScriptModule):  # takes no hooks: its cost counts in its caller's
+                continue
             handles.append(sub.register_forward_pre_hook(_pre_hook(enter, index)))
             handles.append(sub.register_forward_hook(_post_hook(leave), always_call=True))
         yield [name for name, _ in named]

@@ -242,6 +242,22 @@ def _close_here(graph: Any, outputs: list[torch.Tensor]) -> bool:
     return True
 
 
+def _untouched_input(graph: Any, traced: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """An input of the trace that the tracer still maps to its graph input, or None when there is none.
+
+    The traced function returns it once the graph is emptied, so the tracer closes a graph that returns
+    one of its own inputs. An input written in place (``x.add_(1)``, ``ReLU(inplace=True)``) or passed
+    through an operator that returns it (``dropout`` in eval mode) is mapped to that operator's node
+    instead: after emptying, that node is gone, and returning the tensor had the tracer read a
+    destroyed node (a segmentation fault). Parameters and buffers are inputs too, so one is usually
+    left; where none is, the tracer closes the graph itself.
+    """
+    for tensor, value in zip(traced, graph.inputs()):
+        if torch._C._get_value_trace(tensor).unique() == value.unique():  # type: ignore[attr-defined]  # torch's stubs omit it
+            return tensor
+    return None
+
+
 def _empty(graph: Any) -> None:
     """Remove every node and output of ``graph`` (its inputs stay), last node first."""
     for _ in range(graph.return_node().inputsSize()):
@@ -273,7 +289,8 @@ def _graph(bound: _Bound, modes: Any, price: Callable[[Any], Tally]) -> Tally:
             out = bound.results(bound.call(*args, **kwargs))
         tracing = torch._C._get_tracing_state()
         graph = tracing.graph()
-        if traced and _close_here(graph, out):
+        keep = _untouched_input(graph, traced)
+        if keep is not None and _close_here(graph, out):
             # Rules run as after a trace (``modes`` are left already): nothing they do is recorded.
             torch._C._set_tracing_state(None)  # type: ignore[attr-defined]  # torch's stubs omit it
             try:
@@ -281,7 +298,7 @@ def _graph(bound: _Bound, modes: Any, price: Callable[[Any], Tally]) -> Tally:
                 _empty(graph)
             finally:
                 torch._C._set_tracing_state(tracing)  # type: ignore[attr-defined]  # torch's stubs omit it
-            return traced[0]  # traced as the graph's first input, which emptying keeps
+            return keep  # traced as an input of the graph, which emptying keeps
         return out[0] if len(out) == 1 else tuple(out)
 
     graph, _ = shallow(torch._C._create_graph_by_tracing, run, inputs, _no_name, True, False)

@@ -9,8 +9,10 @@ import torch
 from .layout import (
     _canonical,
     _contiguous,
+    _dense,
     _dim,
     _meta,
+    _new,
     _same_float,
 )
 from .mode import (
@@ -67,6 +69,24 @@ def _group_norm(x: Any, weight: Any, bias: Any, n: int, c: int, hw: int, group: 
     return _contiguous(x.shape, x.dtype), _contiguous((n, group), x.dtype), _contiguous((n, group), x.dtype)
 
 
+
+
+@shape_fn(aten.native_batch_norm.default)
+def _batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool, momentum: float,
+                eps: float) -> tuple[Any, ...] | None:
+    """Output laid out as the input (contiguous, or dense without size-1 dimensions), saved mean and inverse deviation of shape (C,) in the
+    accumulation dtype; the running statistics' in-place update holds no data on meta. (torch's meta
+    path here is a Python decomposition whose first call imports torch._dynamo, about a second.)"""
+    params = [t for t in (weight, bias, running_mean, running_var) if t is not None]
+    if _same_float(x, *params) is None or x.dim() < 2:
+        return None
+    if not (_canonical(x) or (1 not in x.shape and _dense(x.shape, x.stride()))):  # size-1 dims: torch's order differs
+        return None
+    c = x.shape[1]
+    if any(list(t.shape) != [c] for t in params) or (training and x.numel() <= c):  # one value per channel: torch raises
+        return None
+    stat_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return _new(x.shape, x.stride(), x.dtype), _contiguous((c,), stat_dtype), _contiguous((c,), stat_dtype)
 
 
 @shape_fn(aten._softmax.default, aten._log_softmax.default)

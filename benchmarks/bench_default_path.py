@@ -1,0 +1,211 @@
+"""The default counter against a bare meta pass of the same call, side by side with torch and torchprofile.
+
+Per case, in one fresh Python process each (this script re-invoked with ``--child``), all on the CPU:
+
+  bare          ``model(*args)`` on the meta device under ``torch.no_grad()``, no counter (torch's own
+                meta execution)
+  default       ``measure(model, *args)`` with the defaults (counter "torchprofile", mode "auto")
+  ratio         best default / best bare (the two measured alternately, back to back)
+  dispatch      ``measure.using(counter="flop_counter")``
+  FlopCounter   ``torch.utils.flop_counter.FlopCounterMode`` around the same meta call
+  torchprofile  plain ``torchprofile.profile_macs`` on a real-weight copy (where it runs; "-" where not)
+  first         the default counter's first count in the process (lazy imports inside torch included)
+
+Every figure is the best of ``--repeat`` runs after the first; MACs of the default counter, the dispatch
+capture and plain torchprofile are printed too (the default's must be torchprofile's where it runs).
+
+Cases: transformers 5 causal LMs built on meta from small configs (hidden 256, 4 layers, 256 tokens; the MoE models in bf16):
+Llama, Qwen3-MoE, Gemma-3, DeepSeek-V3; Llama generation with ``prefill_and_decode`` (64-token prompt,
+32 new tokens); a ``torch.compile``d MLP; a tiny model with a train-mode BatchNorm and attention (the
+first count of a process).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_default_path.py [--repeat 3] [--cases llama gemma3 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CASES = ("llama", "qwen3-moe", "gemma3", "deepseek-v3", "llama-generate", "compiled", "tiny-bn-attention")
+
+
+# ---- models ------------------------------------------------------------------------------
+
+
+def _llm(case: str, device: str) -> Any:
+    import warnings
+
+    import torch
+    import transformers
+
+    config: Any
+    cls: Any
+    common: dict[str, Any] = dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=4, max_position_embeddings=512)
+    if case in ("llama", "llama-generate"):
+        config, cls = transformers.LlamaConfig(**common), transformers.LlamaForCausalLM
+    elif case == "qwen3-moe":
+        config = transformers.Qwen3MoeConfig(**common, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=128)
+        cls = transformers.Qwen3MoeForCausalLM
+    elif case == "gemma3":
+        config = transformers.Gemma3TextConfig(**common, head_dim=32, sliding_window=64)
+        cls = transformers.Gemma3ForCausalLM
+    elif case == "deepseek-v3":
+        config = transformers.DeepseekV3Config(
+            **common, n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=128, n_group=2, topk_group=1,
+            first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=16, v_head_dim=32,
+        )
+        cls = transformers.DeepseekV3ForCausalLM
+    else:
+        raise ValueError(case)
+    with warnings.catch_warnings(), torch.device(device):
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = cls(config).eval()
+    # torch's meta kernel of grouped_mm (the experts' path) takes bf16 only: a bare meta pass needs it
+    return model.to(torch.bfloat16) if case in ("qwen3-moe", "deepseek-v3") else model
+
+
+def build(case: str, device: str) -> tuple[Any, tuple[Any, ...]]:
+    import torch
+    import torch.nn as nn
+
+    if case in ("llama", "qwen3-moe", "gemma3", "deepseek-v3"):
+        return _llm(case, device), (torch.zeros(1, 256, dtype=torch.long, device=device),)
+    if case == "llama-generate":
+        from pytest_flopbudget.engine.generation import prefill_and_decode
+
+        return prefill_and_decode(_llm(case, device), 32), (torch.zeros(1, 64, dtype=torch.long, device=device),)
+    if case == "compiled":
+        with torch.device(device):
+            model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64)).eval()
+        return torch.compile(model), (torch.zeros(8, 64, device=device),)
+    if case == "tiny-bn-attention":
+
+        class Tiny(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.norm = nn.BatchNorm1d(16)
+                self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                h = self.norm(x.transpose(1, 2)).transpose(1, 2)
+                out: torch.Tensor = self.attn(h, h, h, need_weights=False)[0]
+                return out
+
+        with torch.device(device):
+            return Tiny().train(), (torch.zeros(2, 8, 16, device=device),)
+    raise ValueError(case)
+
+
+# ---- child: one case ------------------------------------------------------------------------
+
+
+def _best(fn: Any, repeat: int) -> tuple[float, Any]:
+    times, value = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), value
+
+
+def run_child(case: str, repeat: int) -> None:
+    import warnings
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pytest_flopbudget import measure
+
+    warnings.simplefilter("ignore")
+    model, args = build(case, "meta")
+
+    start = time.perf_counter()
+    default = measure(model, *args)
+    first = time.perf_counter() - start
+
+    def bare() -> None:
+        with torch.no_grad():
+            model(*args)
+
+    defaults, bares = [], []
+    for _ in range(repeat):  # back to back, so a machine whose speed drifts moves both alike
+        b, _ = _best(bare, 1)
+        d, _ = _best(lambda: measure(model, *args), 1)
+        bares.append(b)
+        defaults.append(d)
+    dispatch_s, dispatch = _best(lambda: measure.using(counter="flop_counter")(model, *args), repeat)
+
+    def flop_counter() -> int:
+        with torch.no_grad(), FlopCounterMode(display=False) as mode:
+            model(*args)
+        return int(mode.get_total_flops() // 2)
+
+    try:
+        flop_s, flop_macs = _best(flop_counter, repeat)
+    except Exception as exc:
+        flop_s, flop_macs = None, f"{type(exc).__name__}"
+    tp_s, tp_macs = None, None
+    if case not in ("compiled", "llama-generate"):  # plain torchprofile: a real traced forward
+        try:
+            from torchprofile import profile_macs
+
+            real_model, real_args = build(case, "cpu")
+            tp_s, tp_macs = _best(lambda: int(profile_macs(real_model, real_args)), 1)  # type: ignore[arg-type]
+        except Exception as exc:
+            tp_macs = f"{type(exc).__name__}"
+    print(json.dumps({
+        "bare_s": min(bares), "default_s": min(defaults), "ratio": min(defaults) / min(bares), "first_s": first,
+        "dispatch_s": dispatch_s, "flop_counter_s": flop_s, "torchprofile_s": tp_s,
+        "macs": default.macs, "capture": default.capture, "dispatch_macs": dispatch.macs,
+        "flop_counter_macs": flop_macs, "torchprofile_macs": tp_macs,
+        "dynamo": "torch._dynamo" in sys.modules,
+    }), flush=True)
+
+
+# ---- parent ---------------------------------------------------------------------------------
+
+
+def _s(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        run_child(options.child, options.repeat)
+        return
+    print("| case | bare meta s | default s | default/bare | first count s | dispatch s | FlopCounterMode s | torchprofile s | "
+          "capture | MACs default | MACs dispatch | MACs torchprofile | FlopCounterMode MACs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for case in options.cases:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--repeat", str(options.repeat)]
+        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            print(f"| {case} | failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]} |")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"| {case} | {_s(r['bare_s'])} | {_s(r['default_s'])} | {r['ratio']:.2f}x | {_s(r['first_s'])} | "
+              f"{_s(r['dispatch_s'])} | {_s(r['flop_counter_s'])} | {_s(r['torchprofile_s'])} | {r['capture']} | "
+              f"{r['macs']:,} | {r['dispatch_macs']:,} | {r['torchprofile_macs'] if r['torchprofile_macs'] is None or isinstance(r['torchprofile_macs'], str) else format(r['torchprofile_macs'], ',')} | "
+              f"{r['flop_counter_macs'] if isinstance(r['flop_counter_macs'], str) else format(r['flop_counter_macs'], ',')} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
