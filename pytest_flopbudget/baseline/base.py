@@ -62,12 +62,13 @@ class Base:
             "source": self.source,
             "exists": self.exists,
             "commit": self.commit,
-            "entries": {rid: [e.macs, dict(e.modules)] for rid, e in self.entries.items()},
+            "entries": {rid: [e.macs, dict(e.modules), dict(e.phases)] for rid, e in self.entries.items()},
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Base:
-        entries = {rid: baseline_file.Entry(int(macs), dict(modules)) for rid, (macs, modules) in data["entries"].items()}
+        entries = {rid: baseline_file.Entry(int(fields[0]), dict(fields[1]), dict(fields[2]) if len(fields) > 2 else {})
+                   for rid, fields in data["entries"].items()}
         return cls(data["label"], data["source"], entries, bool(data["exists"]), data.get("commit"))
 
 
