@@ -197,6 +197,14 @@ class FlopMeter:
         self._options = dict(options or {})
         self.results: dict[str | None, FlopResult] = {} if results is None else results
 
+    def meta(self) -> Any:
+        """``with flops.meta(): model, x = Net(), torch.empty(...)``: build on the ``meta`` device (no
+        memory, no arithmetic) with the fast path on; the same as ``with torch.device("meta"):`` but
+        without torch's Python meta kernels for the weight init (a GPT-2 124M: 0.1 s, not seconds)."""
+        from pytest_flopbudget.engine.fastmeta import on_meta
+
+        return on_meta()
+
     def using(self, **options: Any) -> FlopMeter:
         """This fixture with counting options of its own: ``flops.using(unpriced="warn")(model, x)``.
 
