@@ -45,7 +45,7 @@ def expected_macs(tokens: int = CONTEXT) -> int:
     return LAYERS * per_layer + tokens * VOCAB * WIDTH
 
 
-def gpt_module():  # noqa: ANN202 - builds classes on first use, so --help needs no torch
+def gpt_module():  # builds the classes on first use, so --help needs no torch
     import torch
     from torch import nn
     from torch.nn import functional as F

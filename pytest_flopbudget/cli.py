@@ -148,7 +148,8 @@ def _timm(name: str, model_name: str) -> Built:
     except ImportError:
         raise CliError(f"model {name!r}: timm is not installed; pip install timm") from None
     if model_name not in timm.list_models():
-        raise CliError(f"model {name!r}: timm has no model {model_name!r}; `python -c \"import timm; print(timm.list_models('*{model_name[:4]}*'))\"` lists names")
+        raise CliError(f"model {name!r}: timm has no model {model_name!r}; "
+                       f"`python -c \"import timm; print(timm.list_models('*{model_name[:4]}*'))\"` lists names")
     try:
         model, where = _on_meta(lambda: timm.create_model(model_name, pretrained=False))
     except Exception as exc:
@@ -181,7 +182,7 @@ def _hf(name: str, config_path: str, tokens: int | None) -> Built:
     except Exception as exc:
         raise CliError(f"model {name!r}: cannot read the config {config_path}: {type(exc).__name__}: {exc}") from None
     try:
-        model, where = _on_meta(lambda: transformers.AutoModelForCausalLM.from_config(config))
+        model, where = _on_meta(lambda: transformers.AutoModelForCausalLM.from_config(config))  # type: ignore[no-untyped-call,unused-ignore]
     except Exception as exc:
         raise CliError(f"model {name!r}: transformers could not build a causal LM from it: {type(exc).__name__}: {exc}") from None
     inputs = [InputSpec("int64", (1, tokens))] if tokens else []
@@ -285,7 +286,8 @@ def compare_baselines(old_path: str, new_path: str, rel: float, abs_gflops: floa
     old, new = _load_baseline(old_path).entries, _load_baseline(new_path).entries
     lines: list[str] = []
     failed = False
-    raised, lowered = [], []
+    raised: list[str] = []
+    lowered: list[str] = []
     for rid in sorted(set(old) & set(new)):
         before, after = old[rid].macs, new[rid].macs
         if after != before:
@@ -362,7 +364,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--tokens", type=_positive, metavar="N", help="for hf: models: the length of one sequence of token ids (batch 1)")
         p.add_argument("--counter", choices=("torchprofile", "flop_counter"), default="torchprofile", help="how operators are captured")
         p.add_argument("--mode", choices=("auto", "meta", "real"), default="auto", help="where to count")
-        p.add_argument("--unpriced", choices=("fail", "warn"), default="warn", help="a costly operator without a rule: fail or count it as 0 with a warning")
+        p.add_argument("--unpriced", choices=("fail", "warn"), default="warn",
+                       help="a costly operator without a rule: fail or count it as 0 with a warning")
         p.add_argument("--top", type=_positive, default=10, metavar="N", help="how many modules to list (default 10)")
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
