@@ -17,7 +17,7 @@ from pytest_flopbudget.results.result import FlopResult, Record
 __version__ = "0.1.0"
 __all__ = [
     "FlopResult", "Measure", "Record", "Scaling", "assert_scaling", "estimate", "fast_meta", "measure", "measure_train_step",
-    "meta_init", "mfu", "register_device", "register_rule", "__version__",
+    "meta_init", "mfu", "on_meta", "register_device", "register_rule", "__version__",
 ]
 
 class Measure:
@@ -72,10 +72,14 @@ def measure_train_step(
 
 def __getattr__(name: str) -> Any:
     # meta_init, fast_meta and register_rule live in torch-importing modules; load them on first access.
-    if name == "meta_init":
-        from pytest_flopbudget.engine.count import meta_init
+    if name == "meta_init":  # the fast path on: weight init on meta without torch's Python kernels
+        from pytest_flopbudget.engine.fastmeta import meta_init
 
         return meta_init
+    if name == "on_meta":
+        from pytest_flopbudget.engine.fastmeta import on_meta
+
+        return on_meta
     if name == "fast_meta":
         from pytest_flopbudget.engine.fastmeta import building
 

@@ -17,6 +17,7 @@ from pytest_flopbudget.results.result import (
     module_deltas,
     pct,
     rank_modules,
+    same_depth,
 )
 
 
@@ -44,10 +45,13 @@ def junit_properties(record: Record) -> list[tuple[str, object]]:
 # --- failure messages -------------------------------------------------------------
 
 
-def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Settings, base_source: str = "") -> str:
+def explain(
+    record: Record, verdict: Verdict, result: FlopResult, settings: Settings, base_source: str = "", *, default_budget: bool = False
+) -> str:
     """The whole failure (or warning) text: verdict line, where the cost is, and how to accept it.
 
-    ``base_source`` names the base file (``origin/main:flopbudget.toml``) of a ``raised`` verdict.
+    ``base_source`` names the base file (``origin/main:flopbudget.toml``) of a ``raised`` verdict;
+    ``default_budget``: the ceiling is ``flopbudget_default_gflops``, not the test's marker.
     """
     if verdict.failure is None and verdict.warning is None:
         return ""
@@ -56,7 +60,8 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         return f"{verdict.failure or verdict.warning}{notes}\n  {accept_hint(record, settings)}"
     lines = [verdict.failure or "", f"  test: {record.id}", f"  measured: {record.macs:,} MACs = {fmt_gflops(record.gflops)} GFLOPs"]
     if record.budget_gflops is not None:
-        lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs (@pytest.mark.flop_budget)")
+        source = "flopbudget_default_gflops: no flop_budget(gflops=...) on the test" if default_budget else "@pytest.mark.flop_budget"
+        lines.append(f"  budget: {fmt_gflops(record.budget_gflops)} GFLOPs ({source})")
     if record.budget_ms is not None:
         got = record.estimates.get(record.budget_device or "")
         estimated = f"; estimated {got['ms']:.4g} ms, roofline lower bound" if got else ""
@@ -67,7 +72,7 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         lines.append(f"  base: {record.base_macs:,} MACs = {fmt_gflops(record.base_gflops or 0.0)} GFLOPs ({base_source})")
     lines.extend(memory_lines(record))
     if record.phases:
-        lines.extend(_phases(record))
+        lines.extend(_phases(record, base_source))
     if settings.top:
         lines.extend(_top_modules(record, settings.top))
     if record.status == "regressed" and record.baseline_modules:
@@ -78,22 +83,28 @@ def explain(record: Record, verdict: Verdict, result: FlopResult, settings: Sett
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(record.unpriced.items()))
         lines.append(f"  not priced by the counter (counted as 0): {ops}")
     lines.extend(f"  note: {note}" for note in result.notes)
-    lines.append("  " + accept_hint(record, settings))
+    lines.append("  " + accept_hint(record, settings, default_budget))
     return "\n".join(lines)
 
 
-def _phases(record: Record) -> list[str]:
-    """A training step's MACs per phase, and each phase's change against the baseline entry's."""
+def _phases(record: Record, base_source: str = "") -> list[str]:
+    """A training step's MACs per phase, and each phase's change against the entry it failed against:
+    the base's for a raise against the base, else the baseline's."""
     width = max(len(phase) for phase in record.phases)
     out = ["  phases of the training step:"]
+    against_base = record.status == "raised" and record.base_macs is not None
+    reference = record.base_phases if against_base else record.baseline_phases
+    name = f"the base {record.base}" if against_base else "the baseline"
     for phase, macs in record.phases.items():
         line = f"    {phase:<{width}}  {macs:>,} MACs = {fmt_gflops(FLOPS_PER_MAC * macs / GIGA)} GFLOPs"
-        if record.baseline_phases:
-            old = record.baseline_phases.get(phase)
+        if against_base and not reference:
+            line += f"  (no phases in {base_source or 'the base'})"
+        elif reference:
+            old = reference.get(phase)
             if old is None:
-                line += "  (no baseline)"
+                line += "  (no baseline)" if not against_base else "  (not in the base)"
             elif macs != old:
-                line += f"  ({macs - old:+,} MACs, {fmt_pct(pct(macs, old))} against the baseline)"
+                line += f"  ({macs - old:+,} MACs, {fmt_pct(pct(macs, old))} against {name})"
             else:
                 line += "  (unchanged)"
         out.append(line)
@@ -113,6 +124,7 @@ def _top_modules(record: Record, top: int) -> list[str]:
 
 
 def _module_changes(modules: dict[str, int], reference: dict[str, int], top: int, against: str) -> list[str]:
+    modules, reference = same_depth(modules, reference)
     grown = module_deltas(modules, reference)[:top]
     if not grown:
         return []
@@ -128,7 +140,10 @@ def _module_changes(modules: dict[str, int], reference: dict[str, int], top: int
 APPROVAL_LABEL = "flops-approved"  # the pull-request label of the example workflow that lifts the base limit
 
 
-def accept_hint(record: Record, settings: Settings) -> str:
+def accept_hint(record: Record, settings: Settings, default_budget: bool = False) -> str:
+    if record.status == "over-budget" and default_budget:
+        return (f"If intended: give {record.nodeid} its own budget, @pytest.mark.flop_budget(gflops=...), or raise "
+                "flopbudget_default_gflops (--flop-update never accepts a budget violation)")
     if record.status == "over-budget":
         return f"If intended: raise gflops in @pytest.mark.flop_budget on {record.nodeid} (--flop-update never accepts a budget violation)"
     if record.status == "raised":

@@ -246,6 +246,7 @@ def _atomic_text(path: Any, text: str) -> None:
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; a report is as readable as any new file
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -253,6 +254,13 @@ def _atomic_text(path: Any, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def terminal_summary(tr: Any, state: RunState) -> None:
@@ -269,12 +277,12 @@ def terminal_summary(tr: Any, state: RunState) -> None:
         for line in report.estimate_lines(records):
             tr.write_line(line)
         tr.write_line(report.counts_line(records))
-        for line in report.hints(records, settings.baseline.name, settings.update_command()):
+        for line in report.hints(records, settings.baseline.name, settings.update_command(), updated=settings.update):
             tr.write_line(line)
         if state.base_summary is not None:
             for line in report.base_lines(records, state.base_summary):
                 tr.write_line(line)
-    elif records:
+    elif records and not settings.update:  # after --flop-update the outcome line says what was recorded
         counts = report.status_counts(records)
         if counts.get("improved") or counts.get("new"):
             tr.write_line("flopbudget: " + report.counts_line(records))

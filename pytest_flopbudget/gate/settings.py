@@ -26,7 +26,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 @dataclass(frozen=True)
 class Option:
     name: str  # attribute and ini suffix: --flop-<name with dashes>, flopbudget_<name>
-    kind: str  # flag | path | text | fraction | number | int | choice
+    kind: str  # flag | path | text | fraction | number | int | choice | depth
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -62,6 +62,8 @@ OPTIONS = (
     Option("base_rel", "fraction", None, "fail a test raised against the base by more than REL, a fraction (0.02) or percentage (2%%); default: the base only informs", metavar="REL"),
     Option("base_abs", "number", None, "fail a test raised against the base by more than GFLOPS; default: the base only informs", metavar="GFLOPS"),
     Option("memory", "flag", False, "measure peak memory and bytes moved in every test and keep them in the baseline (a test measures them anyway when its marker sets peak_mib= or bytes_gb=, or its baseline entry has them)"),
+    Option("module_depth", "depth", "all", "how many parts of a module path the baseline, messages and reports keep: all (default; every Linear of a layer is its own entry: h.*.mlp.c_fc, h.*.mlp.c_proj) or N (h.*.mlp at 3); a baseline recorded at another depth is compared at the shallower one", metavar="N|all"),
+    Option("default_gflops", "number", None, "GFLOPs ceiling of every measurement whose flop_budget marker sets no gflops (tests without a marker too); default: none", metavar="GFLOPS"),
     Option("github", "choice", "auto", "GitHub Actions output (step summary, ::error annotations): auto (when $GITHUB_ACTIONS is true) or off", ("auto", "off")),
     Option("device", "text", None, "estimate each measurement's time on these devices (comma-separated names of the device table, e.g. h100-sxm,l4) and show it in the reports", metavar="NAMES"),
     Option("devices", "path", None, "a TOML file of [devices.NAME] tables added to (or replacing entries of) the device table", metavar="PATH"),
@@ -123,6 +125,8 @@ class Settings:
 
         names = (device(part).name for part in self.device.split(",") if part.strip())
         return tuple(dict.fromkeys(names))
+    module_depth: int | None = None  # None: whole module paths
+    default_gflops: float | None = None  # the ceiling where no marker gives one
 
     @property
     def base_gate(self) -> bool:
@@ -152,12 +156,14 @@ class Settings:
         return self.missing
 
     def header(self, entries: int, exists: bool) -> str:
-        base = f"{self.baseline.name} ({entries} entries)" if exists else f"{self.baseline.name} (not found: empty)"
+        base = f"{self.baseline} ({entries} entries)" if exists else f"{self.baseline} (not found: empty)"
         missing = self.missing_policy + (" [auto, CI]" if self.missing == "auto" and ci_is_set() else " [auto]" if self.missing == "auto" else "")
         write = "update" + (" + prune" if self.prune else "") if self.update or self.prune else "read-only"
         return (
             f"flopbudget: baseline {base}, {write}; rel={self.rel:g} abs={self.abs:g} GFLOPs; "
             f"missing={missing}; counter={self.counter} mode={self.mode}"
+            + ("" if self.default_gflops is None else f"; default budget {self.default_gflops:g} GFLOPs")
+            + ("" if self.module_depth is None else f"; module depth {self.module_depth}")
         )
 
 
@@ -178,6 +184,17 @@ def _convert(opt: Option, raw: str, where: str, base: Path) -> Any:
         return fraction(raw, what)
     if opt.kind == "number":
         return text_number(raw, what)
+    if opt.kind == "depth":
+        text = raw.strip().lower()
+        if text in ("all", "0"):
+            return None
+        try:
+            depth = int(text)
+        except ValueError:
+            raise BudgetError(f"{what} must be a whole number of path parts (1, 2, ...) or all, got {raw!r}") from None
+        if depth < 1:
+            raise BudgetError(f"{what} must be >= 1 or all, got {depth}")
+        return depth
     if opt.kind == "int":
         try:
             value = int(raw.strip())
@@ -205,6 +222,8 @@ def resolve(config: pytest.Config) -> Settings:
                 value = _convert(opt, ini, "ini", ini_dir)
             elif opt.kind == "path" and opt.default:
                 value = config.rootpath / opt.default
+            elif opt.kind == "depth":
+                value = _convert(opt, str(opt.default), "option", ini_dir)
             else:
                 value = opt.default
         except BudgetError as exc:

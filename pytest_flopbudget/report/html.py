@@ -39,6 +39,7 @@ from pytest_flopbudget.report.common import (
     env_differences,
     fmt_delta,
     fmt_gflops,
+    fmt_gmacs,
     fmt_params,
     nice_top,
     plain_number,
@@ -207,8 +208,9 @@ def _scale_top(records: list[Record]) -> float:
     values = [0.0]
     for r in records:
         values.append(r.gflops)
-        if r.baseline_gflops is not None:
-            values.append(r.baseline_gflops)
+        reference = r.reference()[1]
+        if reference is not None:
+            values.append(_gflops_of(reference))
         if r.budget_gflops is not None:
             values.append(r.budget_gflops)
     return nice_top(max(values))
@@ -239,8 +241,9 @@ def overview_chart(records: list[Record], top_gflops: float, anchors: dict[str, 
         width = record.gflops * px_per_gflop
         label = shorten_left(record.id, LABEL_CHARS)
         figures = f"{fmt_gflops(record.gflops)} GFLOPs"
-        if record.delta_pct is not None:
-            figures += f" · {fmt_delta(record.delta_pct)}"
+        change = record.base_delta_pct if record.base is not None else record.delta_pct
+        if change is not None:
+            figures += f" · {fmt_delta(change)}" + (" vs base" if record.base is not None else "")
         out.append(f'<g class="fb-row" data-id="{esc(record.id)}" data-status="{esc(record.status)}">')
         out.append(f"<title>{esc(record.id)}: {esc(record.status)}, {esc(_row_title(record))}</title>")
         out.append(
@@ -251,11 +254,12 @@ def overview_chart(records: list[Record], top_gflops: float, anchors: dict[str, 
             f'<rect class="fb-bar" x="{LABEL_W}" y="{y + 4}" width="{_px(width)}" height="{ROW - 8}" '
             f'fill="{color}" data-macs="{record.macs}"/>'
         )
-        if record.baseline_gflops is not None:
-            x = LABEL_W + record.baseline_gflops * px_per_gflop
+        kind, reference, _ = record.reference()  # the base where the run has one, else the baseline
+        if reference is not None:
+            x = LABEL_W + _gflops_of(reference) * px_per_gflop
             out.append(
-                f'<line class="fb-baseline" x1="{_px(x)}" y1="{y + 1}" x2="{_px(x)}" y2="{y + ROW - 1}" '
-                f'stroke="{BASELINE_COLOR}" stroke-width="2" data-macs="{record.baseline_macs}"/>'
+                f'<line class="fb-{kind}" x1="{_px(x)}" y1="{y + 1}" x2="{_px(x)}" y2="{y + ROW - 1}" '
+                f'stroke="{BASELINE_COLOR}" stroke-width="2" data-macs="{reference}"/>'
             )
         if record.budget_gflops is not None:
             x = LABEL_W + record.budget_gflops * px_per_gflop
@@ -279,9 +283,9 @@ def _row_title(record: Record) -> str:
     return ", ".join(parts)
 
 
-def _chart_legend() -> str:
+def _chart_legend(reference: str = "baseline") -> str:
     items = [f'<li><span class="fb-sw" style="background:{STATUS_COLOR[s]}"></span>{esc(s)}</li>' for s in STATUSES]
-    items.append(f'<li><span class="fb-sw" style="background:{BASELINE_COLOR};width:3px"></span>baseline</li>')
+    items.append(f'<li><span class="fb-sw" style="background:{BASELINE_COLOR};width:3px"></span>{esc(reference)}</li>')
     items.append(
         f'<li><span class="fb-sw" style="border-left:3px dashed {BUDGET_COLOR};width:0;border-radius:0"></span>budget</li>'
     )
@@ -292,7 +296,9 @@ def _overview(ordered: list[Record], anchors: dict[str, str]) -> list[str]:
     if not ordered:
         return []
     top = _scale_top(ordered)
-    out = ["<h2>Every measurement against its baseline and budget</h2>", _chart_legend()]
+    bases = sorted({r.base for r in ordered if r.base is not None})
+    reference = f"base {bases[0]}" if len(bases) == 1 else "baseline"  # the ticks show the base where the run has one
+    out = [f"<h2>Every measurement against its {esc(reference)} and budget</h2>", _chart_legend(reference)]
     for status in [*STATUSES, *sorted({r.status for r in ordered} - set(STATUSES))]:
         group = [r for r in ordered if r.status == status]
         if not group:
@@ -367,7 +373,7 @@ def _where(record: Record) -> list[str]:
         names = ", ".join(PUBLISHED)
         out.append(
             f'<p>By kind of operator; the published convention ({esc(names)}) is '
-            f"{esc(fmt_gflops(_gflops_of(published)))} GFLOPs ({_share(published, total)}).</p>"
+            f"{esc(fmt_gmacs(published))} GMACs ({_share(published, total)}).</p>"
         )
         out += [stacked_bar(cats, total, f"MACs by category of {record.id}"), _legend(cats, total)]
     modules = module_parts(record)
@@ -431,18 +437,21 @@ def _changes(record: Record, title: str, ref_macs: int | None, ref_modules: dict
 
 
 def _phase_fact(record: Record, phase: str, macs: int) -> str:
-    """A training step's phase: its MACs, and its change against the baseline entry's phase."""
+    """A training step's phase: its MACs, and its change against the base's phase where the run has
+    a base, else against the baseline entry's."""
     text = f"{macs:,} MACs = {fmt_gflops(_gflops_of(macs))} GFLOPs"
-    old = record.baseline_phases.get(phase)
+    kind, _, phases = record.reference()
+    old = phases.get(phase)
     if old is not None and old != macs:
-        text += f" ({macs - old:+,} MACs, {fmt_delta(pct(macs, old))} against the baseline)"
+        against = f"the base {record.base}" if kind == "base" else "the baseline"
+        text += f" ({macs - old:+,} MACs, {fmt_delta(pct(macs, old))} against {against})"
     return text
 
 
 def _facts(record: Record) -> list[tuple[str, str]]:
     facts = [("measured", f"{record.macs:,} MACs = {fmt_gflops(record.gflops)} GFLOPs")]
     if record.published_macs is not None:
-        facts.append(("published convention", f"{fmt_gflops(_gflops_of(record.published_macs))} GFLOPs"))
+        facts.append(("published convention", f"{fmt_gmacs(record.published_macs)} GMACs"))
     if record.params:
         facts.append(("parameters", f"{record.params:,} ({fmt_params(record.params)} M)"))
     if record.budget_gflops is not None:
@@ -500,12 +509,12 @@ def _counts(counts: dict[str, int]) -> str:
 
 def _all_table(ordered: list[Record], anchors: dict[str, str]) -> list[str]:
     base = _has_base(ordered)
-    head = ["test", "GFLOPs", "published", "params (M)", "budget", "baseline", "change"]
-    head += ["base", "vs base"] if base else []
+    head = ["test", "GFLOPs", "published GMACs", "params (M)", "budget GFLOPs", "baseline GFLOPs", "change"]
+    head += ["base GFLOPs", "vs base"] if base else []
     head.append("status")
     rows = []
     for r in ordered:
-        published = MISSING if r.published_macs is None else fmt_gflops(_gflops_of(r.published_macs))
+        published = fmt_gmacs(r.published_macs)
         cells = [fmt_gflops(r.gflops), published, fmt_params(r.params), fmt_gflops(r.budget_gflops),
                  fmt_gflops(r.baseline_gflops), fmt_delta(r.delta_pct)]
         cells += _base_cells(r) if base else []

@@ -52,6 +52,7 @@ def _test_json(record: Record) -> dict[str, Any]:
         "flops": FLOPS_PER_MAC * record.macs,
         "gflops": record.gflops,
         "published_macs": record.published_macs,
+        "published_gmacs": record.published_gmacs,  # the published convention in its unit: GMACs
         "categories": dict(record.categories),
         "params": record.params,
         "budget_gflops": record.budget_gflops,

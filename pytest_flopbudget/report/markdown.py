@@ -78,7 +78,7 @@ def _changed_table(changed: list[Record], against: str = "") -> list[str]:
     """The tests whose status is not ok; ``against`` names the baseline when a base is shown too."""
     if not changed:
         return [f"No test changed its FLOP count{f' against {md_code(against)}' if against else ''}."]
-    header = ["Test", "Baseline GFLOPs", "This run GFLOPs", "Change", "Budget", "Status"]
+    header = ["Test", "Baseline GFLOPs", "This run GFLOPs", "Change", "Budget GFLOPs", "Status"]
     align = [":---", "---:", "---:", "---:", "---:", ":---"]
     rows = [
         [
@@ -95,7 +95,7 @@ def _changed_table(changed: list[Record], against: str = "") -> list[str]:
 
 
 def _all_table(records: list[Record]) -> list[str]:
-    header = ["Test", "GFLOPs", "Published GMACs", "Params (M)", "Budget", "Baseline", "Change", "Status"]
+    header = ["Test", "GFLOPs", "Published GMACs", "Params (M)", "Budget GFLOPs", "Baseline GFLOPs", "Change", "Status"]
     align = [":---", "---:", "---:", "---:", "---:", "---:", "---:", ":---"]
     rows = [
         [
@@ -151,14 +151,21 @@ def _series(values: list[float | None], measured: list[float]) -> list[float] | 
     return [m if v is None else v for v, m in zip(values, measured)]
 
 
-def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
-    """A Mermaid ``xychart-beta`` block: bars = this run, lines = baseline and budget."""
+def _reference_gflops(record: Record) -> float | None:
+    """What the chart's line shows for ``record``: the base's GFLOPs where the run has a base, else the baseline's."""
+    macs = record.reference()[1]
+    return None if macs is None else finite(FLOPS_PER_MAC * macs / GIGA)
+
+
+def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT, base_label: str | None = None) -> list[str]:
+    """A Mermaid ``xychart-beta`` block: bars = this run, lines = baseline (the base, ``base_label``,
+    where the run has one: an accepted raise then still shows against the base) and budget."""
     shown = changed[:limit]
     if not shown:
         return []
     names = _unique([short_name(r.id) for r in shown])
     measured = [r.gflops for r in shown]
-    baseline = _series([finite(r.baseline_gflops) for r in shown], measured)
+    baseline = _series([_reference_gflops(r) for r in shown], measured)
     budget = _series([finite(r.budget_gflops) for r in shown], measured)
     top = nice_top(max(measured + (baseline or []) + (budget or [])))
     labels = ", ".join(f'"{n}"' for n in names)
@@ -166,7 +173,8 @@ def mermaid_chart(changed: list[Record], limit: int = CHART_LIMIT) -> list[str]:
     lines += [f"    x-axis [{labels}]", f'    y-axis "GFLOPs" 0 --> {plain_number(top)}']
     lines.append("    bar [" + ", ".join(plain_number(v) for v in measured) + "]")
     legend = ["bars: this run"]
-    for label, series in (("baseline", baseline), ("budget", budget)):
+    reference = "baseline" if base_label is None else f"base {base_label}"
+    for label, series in ((reference, baseline), ("budget", budget)):
         if series is not None:
             lines.append("    line [" + ", ".join(plain_number(v) for v in series) + "]")
             legend.append(f"line {len(legend)}: {label}")
@@ -198,7 +206,8 @@ def _environment(env: dict[str, str], baseline_env: dict[str, str] | None) -> li
 
 
 def _phases_table(records: list[Record]) -> list[str]:
-    """Training steps: GFLOPs per phase, with each phase's change against the baseline."""
+    """Training steps: GFLOPs per phase, with each phase's change against the base where the run
+    has one, else against the baseline."""
     steps = [r for r in sorted(records, key=lambda r: r.id) if r.phases]
     if not steps:
         return []
@@ -208,7 +217,7 @@ def _phases_table(records: list[Record]) -> list[str]:
     for r in steps:
         cells = [md_code(r.id)]
         for phase in phases:
-            macs, old = r.phases.get(phase), r.baseline_phases.get(phase)
+            macs, old = r.phases.get(phase), r.reference()[2].get(phase)
             cell = fmt_gflops(None if macs is None else FLOPS_PER_MAC * macs / GIGA)
             if macs is not None and old is not None and macs != old:
                 cell += f" ({fmt_delta(pct(macs, old))})"
@@ -306,7 +315,12 @@ def markdown_report(
         sections.append(_base_section(records, base))
     if records:
         sections.append(_changed_table(changed, "" if base is None else base.baseline_name))
-    sections += [mermaid_chart(changed)]
+    if base is None:
+        sections += [mermaid_chart(changed)]
+    else:  # the tests changed against the base too, an accepted raise among them
+        moved = base_changes(records)
+        charted = changed + [r for r in moved.raised + moved.lowered if r.status == "ok"]
+        sections += [mermaid_chart(charted, base_label=base.label)]
     if records:
         sections.append(_all_table(records))
     sections += [_phases_table(records), memory_markdown(records), _unpriced_note(records),

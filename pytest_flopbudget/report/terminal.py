@@ -17,8 +17,12 @@ from pytest_flopbudget.report.common import (
 )
 from pytest_flopbudget.results.result import Record
 
+# One unit per column name in every format: counts in GFLOPs (2 x MACs), the published convention in
+# GMACs (the unit of model cards, timm and papers). The header's second line names each column's unit.
 _HEADERS = ("test", "GFLOPs", "published", "budget", "baseline", "change", "status")
+_UNITS = ("", "", "GMACs", "GFLOPs", "GFLOPs", "", "")
 _BASE_HEADERS = ("base", "vs base")  # inserted before status when the run has a base
+_BASE_UNITS = ("GFLOPs", "")  # inserted before status when the run has a base
 CONVENTIONS_NOTE = (
     "GFLOPs = 2 x MACs of every priced operator; published = GMACs of matmul, conv and attention only "
     "(what torchvision's GFLOPS, timm's GMACs, fvcore and papers print)"
@@ -58,27 +62,35 @@ def _format_line(cells: list[str], widths: list[int]) -> str:
 
 def terminal_table(records: list[Record], width: int = 120, base: bool = False) -> list[str]:
     """Lines of the FLOP table, most severe first; no ANSI codes. Empty input gives no lines.
+    The first line names the columns, the second their units (GFLOPs; GMACs for ``published``).
 
     ``base``: add the base's GFLOPs and the change against it (``new``: not in the base).
     """
     if not records:
         return []
     headers = [*_HEADERS[:-1], *(_BASE_HEADERS if base else ()), _HEADERS[-1]]
+    units = [*_UNITS[:-1], *(_BASE_UNITS if base else ()), _UNITS[-1]]
     rows = [_row(record, base) for record in sort_records(records)]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    widths = [max(len(r[i]) for r in [headers, units, *rows]) for i in range(len(headers))]
     others = sum(widths[1:]) + len(_GAP) * (len(headers) - 1)
     widths[0] = min(widths[0], max(_MIN_TEST_WIDTH, width - others))
     for row in rows:
         row[0] = shorten_left(row[0], widths[0])
-    lines = [_format_line(headers, widths)]
+    lines = [_format_line(headers, widths), _format_line(units, widths)]
     lines.append("-" * (widths[0] + others))
     lines.extend(_format_line(row, widths) for row in rows)
     return lines
 
 
-def hints(records: Iterable[Record], baseline_path: str, command: str = UPDATE_COMMAND) -> list[str]:
-    """Remediation lines with the exact command to run (``command`` records counts), in severity order."""
+def hints(records: Iterable[Record], baseline_path: str, command: str = UPDATE_COMMAND, updated: bool = False) -> list[str]:
+    """Remediation lines with the exact command to run (``command`` records counts), in severity order.
+
+    ``updated``: the run was ``--flop-update``, which recorded the new, regressed and improved
+    counts already, so only what it cannot accept (over budget, raised against the base) is left.
+    """
     counts = status_counts(records)
+    if updated:
+        counts = {**counts, "regressed": 0, "new": 0, "improved": 0}
     lines = []
     if counts["over-budget"]:
         lines.append(

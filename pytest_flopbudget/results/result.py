@@ -16,7 +16,11 @@ GIGA = 1_000_000_000
 # ``raised``: within the baseline, but raised against the base branch beyond --flop-base-rel/--flop-base-abs.
 STATUSES = ("over-budget", "regressed", "raised", "new", "improved", "ok")
 
-MODULE_DEPTH = 4  # module paths in the baseline and the messages: ``blocks.*.ffn.fc1``, at most 4 parts
+# How many parts of a module path the baseline, the messages and the reports keep: None keeps the
+# whole path, so every leaf module (each Linear of ``transformer.h.*.mlp``: ``c_fc`` and ``c_proj``)
+# is an entry of its own at any nesting; list indices are folded (``h.*``), so a model has one entry
+# per distinct module of one layer. ``--flop-module-depth``/``flopbudget_module_depth`` set it.
+MODULE_DEPTH: int | None = None
 
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
 
@@ -70,8 +74,48 @@ def phase_path(phase: str, path: str) -> str:
     return f"{phase}/{path}"
 
 
+def _split_phase(path: str) -> tuple[str, str]:
+    """``("backward/", "blocks.*.attn")`` for a training step's path; ``("", path)`` otherwise."""
+    phase, sep, rest = path.partition("/")
+    return (phase + sep, rest) if sep and phase in PHASES else ("", path)
+
+
+def path_depth(modules: dict[str, int]) -> int:
+    """The most parts any path of ``modules`` has (a phase prefix ``backward/`` and ``<root>`` not counted)."""
+    rests = (_split_phase(path)[1] for path in modules)
+    return max((len(rest.split(".")) for rest in rests if rest != "<root>"), default=0)
+
+
+def cut_paths(modules: dict[str, int], depth: int) -> dict[str, int]:
+    """``modules`` with every path cut to ``depth`` parts (keeping a phase prefix), MACs summed."""
+    out: dict[str, int] = {}
+    for path, macs in modules.items():
+        prefix, rest = _split_phase(path)
+        if rest != "<root>":
+            rest = ".".join(rest.split(".")[:depth])
+        key = prefix + rest
+        out[key] = out.get(key, 0) + macs
+    return out
+
+
+def same_depth(modules: dict[str, int], reference: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """Both module tables cut to the shallower of their depths, so that a baseline recorded at another
+    ``--flop-module-depth`` (an older file cut at 4 parts) compares path for path instead of showing
+    every module as gone and new. The depth of a table is the most parts any of its paths has."""
+    if not modules or not reference:
+        return modules, reference
+    mine, theirs = path_depth(modules), path_depth(reference)
+    if mine > theirs:
+        return cut_paths(modules, theirs), reference
+    if theirs > mine:
+        return modules, cut_paths(reference, mine)
+    return modules, reference
+
+
 def module_deltas(modules: dict[str, int], reference: dict[str, int]) -> list[tuple[str, int]]:
-    """``(path, MACs now - MACs in reference)`` of every module path that changed, largest change first."""
+    """``(path, MACs now - MACs in reference)`` of every module path that changed, largest change first.
+    Tables of different depths are compared at the shallower one (``same_depth``)."""
+    modules, reference = same_depth(modules, reference)
     paths = set(modules) | set(reference)
     changes = [(p, modules.get(p, 0) - reference.get(p, 0)) for p in paths]
     return sorted((c for c in changes if c[1] != 0), key=lambda c: (-abs(c[1]), c[0]))
@@ -184,17 +228,17 @@ class FlopResult:
     def peak_mib(self) -> float | None:
         return None if self.peak_bytes is None else self.peak_bytes / MIB
 
-    def bytes_module_totals(self) -> dict[str, int]:
-        """Bytes moved per module path as ``module_totals`` shapes MACs (indices folded, ``MODULE_DEPTH``)."""
+    def bytes_module_totals(self, depth: int | None = MODULE_DEPTH) -> dict[str, int]:
+        """Bytes moved per module path as ``module_totals`` shapes MACs (indices folded, cut at ``depth`` parts)."""
         if not self.phases:
-            return _module_totals(self.bytes_by_module)
+            return _module_totals(self.bytes_by_module, depth)
         out: dict[str, int] = {}
         for phase in PHASES:
             part: dict[str, int] = {}
             for c in self.costs:
                 if c.phase == phase:
                     part[c.module] = part.get(c.module, 0) + c.bytes_moved
-            for path, moved in _module_totals(part).items():
+            for path, moved in _module_totals(part, depth).items():
                 out[phase_path(phase, path)] = moved
         return dict(sorted(out.items()))
 
@@ -233,22 +277,22 @@ class FlopResult:
         model cards and papers (torchvision's GFLOPS, timm's GMACs, fvcore), no elementwise terms."""
         return conventions.published_macs(self.by_category)
 
-    def module_totals(self) -> dict[str, int]:
+    def module_totals(self, depth: int | None = MODULE_DEPTH) -> dict[str, int]:
         """MACs per module path as the baseline stores them: list indices folded (``blocks.*.attn``),
-        cut at ``MODULE_DEPTH`` parts, zeros dropped, the root module as ``<root>``. For a training
+        cut at ``depth`` parts (None: the whole path), zeros dropped, the root module as ``<root>``. For a training
         step each path is prefixed with its phase (``backward/blocks.*.attn``), so a change says
         which phase and which modules grew."""
         if not self.phases:
-            return _module_totals(self.by_module)
+            return _module_totals(self.by_module, depth)
         out = {}
         for phase in PHASES:
-            for path, macs in _module_totals(self.phase_modules.get(phase, {})).items():
+            for path, macs in _module_totals(self.phase_modules.get(phase, {}), depth).items():
                 out[phase_path(phase, path)] = macs
         return dict(sorted(out.items()))
 
-    def top_modules(self, n: int = 5) -> list[tuple[str, int]]:
-        """The ``n`` entries of ``module_totals()`` with the most MACs."""
-        return rank_modules(self.module_totals(), n)
+    def top_modules(self, n: int = 5, depth: int | None = MODULE_DEPTH) -> list[tuple[str, int]]:
+        """The ``n`` entries of ``module_totals(depth)`` with the most MACs."""
+        return rank_modules(self.module_totals(depth), n)
 
     def __repr__(self) -> str:
         phases = "".join(f", {phase}={macs:,}" for phase, macs in self.phases.items())
@@ -258,8 +302,8 @@ class FlopResult:
                 f"counter={self.counter!r})")
 
 
-def _module_totals(by_module: dict[str, int]) -> dict[str, int]:
-    totals = rollup(by_module, depth=MODULE_DEPTH, collapse=True)
+def _module_totals(by_module: dict[str, int], depth: int | None) -> dict[str, int]:
+    totals = rollup(by_module, depth=depth, collapse=True)
     return {path or "<root>": macs for path, macs in sorted(totals.items()) if macs}
 
 
@@ -302,8 +346,9 @@ class Record:
     base: str | None = None  # the base compared with (--flop-base-ref/--flop-base), None without one
     base_macs: int | None = None  # the test's MACs in the base; None: new against the base (or no base)
     base_modules: dict[str, int] = field(default_factory=dict)
+    base_phases: dict[str, int] = field(default_factory=dict)  # a training step's MACs per phase in the base
     # time estimates (docs/deployment.md): device -> {"ms", "bound", "share"}, for --flop-device and a marker's device
-    estimates: dict[str, dict[str, Any]] = field(default_factory=dict[str, Any])
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_ms: float | None = None  # the marker's ms= ceiling on the estimate on budget_device
     budget_device: str | None = None
 
@@ -315,6 +360,12 @@ class Record:
     def published_macs(self) -> int | None:
         """MACs of the published convention (matmul, conv, attention, recurrent); None when not recorded."""
         return conventions.published_macs(self.categories) if self.categories else None
+
+    @property
+    def published_gmacs(self) -> float | None:
+        """``published_macs`` in billions: the unit of model cards and papers (GMACs)."""
+        macs = self.published_macs
+        return None if macs is None else macs / GIGA
 
     @property
     def baseline_gflops(self) -> float | None:
@@ -337,6 +388,13 @@ class Record:
     def base_module_changes(self) -> list[tuple[str, int]]:
         """Module paths whose MACs changed against the base, largest change first."""
         return module_deltas(self.modules, self.base_modules) if self.base_macs is not None else []
+
+    def reference(self) -> tuple[str, int | None, dict[str, int]]:
+        """What the charts compare this record with: the base where the run has one (``("base",
+        base MACs, base phases)``), else the baseline."""
+        if self.base is not None:
+            return "base", self.base_macs, self.base_phases
+        return "baseline", self.baseline_macs, self.baseline_phases
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)

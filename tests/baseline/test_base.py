@@ -515,7 +515,8 @@ def test_renderers_with_a_base() -> None:
     up = rec("up", 3 * G, 2 * G, modules={"head": 2 * G, "enc": G}, base_modules={"head": G, "enc": G})
     table = terminal_table([up], base=True)
     assert table[0].split() == ["test", "GFLOPs", "published", "budget", "baseline", "change", "base", "vs", "base", "status"]
-    assert table[2].split() == ["t.py::up", "3.000", "-", "-", "3.000", "0.0%", "2.000", "+50.0%", "ok"]  # no categories: published -
+    assert table[1].split() == ["GMACs", "GFLOPs", "GFLOPs", "GFLOPs"]
+    assert table[3].split() == ["t.py::up", "3.000", "-", "-", "3.000", "0.0%", "2.000", "+50.0%", "ok"]  # no categories: published -
     md = markdown_report([up], {}, None, base=summary())
     assert "| `t.py::up` | 2.000 | 3.000 | +50.0% | `head` +100.0% | ✅ ok |" in md
     test = json_report([up], {}, None, base=summary())["tests"][0]

@@ -449,7 +449,7 @@ def test_ini_options_and_cli_precedence(pytester: pytest.Pytester) -> None:
     (pytester.path / "budgets").mkdir()
     result = record(pytester)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*flopbudget: baseline flops.toml*rel=0.05*missing=fail*", "*FLOP REPORT*"])
+    result.stdout.fnmatch_lines(["*flopbudget: baseline */budgets/flops.toml (*rel=0.05*missing=fail*", "*FLOP REPORT*"])
     assert entries(pytester, "budgets/flops.toml") == {"test_m.py::test_linear": macs_of(4096)}
     write_models(pytester, width=4224)  # +3.1%: inside the ini's 5%
     write_test(pytester, ONE.format(macs=macs_of(4224)))

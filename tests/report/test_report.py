@@ -101,8 +101,12 @@ def test_number_formats() -> None:
 def test_terminal_table_columns_and_alignment() -> None:
     lines = terminal_table(suite())
     assert lines[0].split() == ["test", "GFLOPs", "published", "budget", "baseline", "change", "status"]
-    assert set(lines[1]) == {"-"}
-    rows = lines[2:]
+    assert lines[1].split() == ["GMACs", "GFLOPs", "GFLOPs"]  # the units, under published, budget, baseline
+    for column, unit in (("published", "GMACs"), ("budget", "GFLOPs"), ("baseline", "GFLOPs")):
+        end = lines[0].index(column) + len(column)
+        assert lines[1][end - len(unit):end] == unit
+    assert set(lines[2]) == {"-"}
+    rows = lines[3:]
     assert len(rows) == 6
     assert rows[0].startswith("tests/test_m.py::test_over ")
     # numbers are right-aligned: each numeric column ends at the header's column end
@@ -128,7 +132,7 @@ def conventions_record() -> Record:
 
 def test_terminal_table_shows_the_published_convention() -> None:
     """GFLOPs are 2 x all MACs (4.2); published is the GMACs of matmul, conv and attention (2.0)."""
-    row = terminal_table([conventions_record()])[2]
+    row = terminal_table([conventions_record()])[3]
     assert row.split()[1:3] == ["4.200", "2.000"]
 
 
@@ -268,7 +272,7 @@ def test_markdown_details_lists_all_tests() -> None:
         assert record.id.replace("|", "\\|") in details
     ok_row = next(line for line in details.splitlines() if "test_ok`" in line)
     assert "86.00" in ok_row  # params in millions
-    assert "| Test | GFLOPs | Published GMACs | Params (M) | Budget | Baseline | Change | Status |" in details
+    assert "| Test | GFLOPs | Published GMACs | Params (M) | Budget GFLOPs | Baseline GFLOPs | Change | Status |" in details
 
 
 def test_markdown_mermaid_only_with_changes() -> None:
@@ -384,5 +388,8 @@ def test_module_totals_fold_indices_cut_depth_and_rank() -> None:
         macs=0,
         by_module={"blocks.0.ffn.fc1": 10, "blocks.1.ffn.fc1": 10, "": 5, "enc.a.b.c.d": 3, "enc.a.b.c.e": 4, "idle": 0},
     )
-    assert result.module_totals() == {"<root>": 5, "blocks.*.ffn.fc1": 20, "enc.a.b.c": 7}
-    assert result.top_modules(2) == [("blocks.*.ffn.fc1", 20), ("enc.a.b.c", 7)]
+    assert result.module_totals(4) == {"<root>": 5, "blocks.*.ffn.fc1": 20, "enc.a.b.c": 7}
+    assert result.top_modules(2, 4) == [("blocks.*.ffn.fc1", 20), ("enc.a.b.c", 7)]
+    # by default the whole path: the two leaves under enc.a.b.c stay apart
+    assert result.module_totals() == {"<root>": 5, "blocks.*.ffn.fc1": 20, "enc.a.b.c.d": 3, "enc.a.b.c.e": 4}
+    assert result.module_totals(2) == {"<root>": 5, "blocks.*": 20, "enc.a": 7}

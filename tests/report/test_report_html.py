@@ -141,8 +141,8 @@ def test_stacked_bars_split_the_total_by_category_and_module() -> None:
     assert sum(w for _, _, w in segments) == pytest.approx(page.STACK_W, abs=0.02)
     mods = [(s.get("data-name"), int(s.get("data-macs"))) for s in modules.iter("rect") if s.get("class") == "fb-seg"]
     assert mods == [("encoder", 1_000_000_000), ("head", 500_000_000)]
-    # published convention: matmul + attention = 1.4e9 MACs = 2.8 GFLOPs, 93.3% of 1.5e9
-    assert "is 2.800 GFLOPs (93.3%)" in text
+    # published convention: matmul + attention = 1.4e9 MACs = 1.4 GMACs, 93.3% of 1.5e9
+    assert "is 1.400 GMACs (93.3%)" in text
 
 
 def test_module_parts_keep_the_largest_and_sum_the_rest() -> None:
@@ -283,7 +283,7 @@ def test_base_branch_comparison_shows_when_there_is_one() -> None:
     assert "<h2>Against the base: origin/main</h2>" in text
     assert esc(base_headline(records, base)) in text
     assert "<li><code>tests/test_m.py::test_&lt;gone&gt;</code></li>" in text
-    assert "<th>base</th><th>vs base</th>" in text
+    assert "<th>base GFLOPs</th><th>vs base</th>" in text
     assert "<td>1.600</td><td>+25.0%</td>" in re.search(r"test_ok</a></td>(.*?)</tr>", text).group(1)
     assert "<td>-</td><td>new</td>" in re.search(r"test_new</a></td>(.*?)</tr>", text).group(1)
     assert "800,000,000 MACs = 1.600 GFLOPs (+25.0% on this branch)" in text

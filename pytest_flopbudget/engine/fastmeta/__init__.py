@@ -15,9 +15,13 @@ from .mode import (
     building,
     collector_paused,
     enabled,
+    meta_init,
     meta_mode,
+    on_meta,
     plain,
     shape_fn,
 )
 
-__all__ = ["FastMeta", "SHAPES", "building", "collector_paused", "enabled", "meta_mode", "plain", "shape_fn"]
+__all__ = [
+    "FastMeta", "SHAPES", "building", "collector_paused", "enabled", "meta_init", "meta_mode", "on_meta", "plain", "shape_fn",
+]

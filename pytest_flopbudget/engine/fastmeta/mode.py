@@ -39,8 +39,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.engine.meta import MetaTraceFix, meta_output, traced_convolution
+from pytest_flopbudget.engine.meta import meta_init as _meta_init
 
-__all__ = ["FastMeta", "SHAPES", "building", "collector_paused", "enabled", "meta_mode", "plain", "shape_fn"]
+__all__ = [
+    "FastMeta", "SHAPES", "building", "collector_paused", "enabled", "meta_init", "meta_mode", "on_meta", "plain", "shape_fn",
+]
 
 aten = torch.ops.aten
 
@@ -101,6 +104,23 @@ def collector_paused() -> Iterator[None]:
 def building() -> Iterator[None]:
     """Run a block (e.g. building a model on meta) under :class:`FastMeta`; a no-op when the fast path is off."""
     with FastMeta() if enabled() else nullcontext():
+        yield
+
+
+@contextmanager
+def on_meta() -> Iterator[None]:
+    """``with on_meta(): model = Net()``: build on the ``meta`` device with the fast path on, the one
+    line that replaces ``with torch.device("meta"):`` (whose weight init, e.g. ``normal_``, runs torch's
+    Python meta kernels: seconds for a GPT-2 on their first use)."""
+    with building(), torch.device("meta"):
+        yield
+
+
+@contextmanager
+def meta_init() -> Iterator[None]:
+    """:func:`pytest_flopbudget.engine.meta.meta_init` with the fast path on: parameters and buffers
+    land on meta as they are registered, and the weight init that then runs on them is fast."""
+    with building(), _meta_init():
         yield
 
 
