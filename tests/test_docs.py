@@ -94,6 +94,7 @@ def test_every_option_and_its_ini_twin_is_documented() -> None:
     for opt in OPTIONS:
         assert f"`{opt.flag}" in table, f"{opt.flag} missing from docs/options.md"
         assert f"`{opt.ini}`" in table, f"{opt.ini} missing from docs/options.md"
+        assert f"`{opt.flag}`" in README, f"{opt.flag} missing from the README's list of options"
 
 
 def test_ci_runs_the_readme_test_command() -> None:
