@@ -46,9 +46,11 @@ def test_every_option_and_its_ini_twin_is_documented() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    first, second = [line for line in ci.splitlines() if line.startswith("python3 -m venv")]
+    first, second, oldest = [line for line in ci.splitlines() if line.startswith("python3 -m venv")]
     assert first in code_blocks("sh")[1], "the README's second command must be what .ci/run runs"
     assert "torch==2.14.1" in second and second in code_blocks("sh")[2], "the torch 2.14.1 run of .ci/run is documented"
+    assert "torch==2.9.1" in oldest and oldest in code_blocks("sh")[2], "the torch 2.9.1 run of .ci/run is documented"
+    assert '"torch>=2.9"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8"), "the oldest torch CI runs is pyproject's lower bound"
     main = code_blocks("sh")[0].strip()
     assert main.endswith("python -m pytest examples -n 2 --flop-report") and '-e ".[examples]"' in main
 

@@ -437,6 +437,8 @@ def _price(graph: Any, names: list[str]) -> Tally:
         if free:
             continue
         if free is None:
+            if kind == "prim::PythonOp" and jit_node.pyname() == "_NoopSaveInputs":
+                continue  # torch 2.9's non-reentrant checkpoint bookkeeping: an autograd function that does nothing
             tally.miss(operator)
             continue
         node = Node(
