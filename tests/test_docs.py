@@ -104,6 +104,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert any(commands[0] in block for block in shell), "the README's test command must be what .ci/run runs first"
     for command in commands[1:]:
         assert any(command in block for block in shell), f"every run of .ci/run is documented in the README: {command}"
+    assert any("torch==2.9.1" in command for command in commands), "CI runs the oldest supported torch"
+    assert '"torch>=2.9"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8"), "the oldest torch CI runs is pyproject's lower bound"
     main = next(block.strip() for block in shell if "pytest examples" in block)
     assert main.endswith("python -m pytest examples -n 2 --flop-report") and '-e ".[examples]"' in main
 

@@ -113,10 +113,28 @@ def _grouped_mm_meta(a: torch.Tensor, b: torch.Tensor, offs: torch.Tensor | None
 _GROUPED_MM = getattr(getattr(_aten, "_grouped_mm", None), "default", None)
 
 
+# torch 2.9 has no meta kernel for aten::_convolution (its CompositeExplicitAutograd kernel ends in
+# convolution_overrideable, which raises on meta); later versions register one.
+_CONVOLUTION_HAS_META = torch._C._dispatch_has_kernel_for_dispatch_key("aten::_convolution", "Meta")
+
+
 def meta_output(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
-    """The meta output of an operator whose meta kernel refuses inputs its CPU kernel accepts, else None."""
-    if func is _GROUPED_MM and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+    """The meta output of an operator whose meta kernel refuses inputs its CPU kernel accepts, or
+    that has no meta kernel in the installed torch, else None."""
+    if not (args and isinstance(args[0], torch.Tensor) and args[0].is_meta):
+        return None
+    if func is _GROUPED_MM:
         return _grouped_mm_meta(*args, **kwargs)
+    if func is _aten._convolution.default and not _CONVOLUTION_HAS_META:
+        # the same output as aten::convolution's meta kernel (the flags after groups only pick a backend),
+        # and the CPU kernel's error for a parameter list of the wrong length (the meta kernel's is an IndexError)
+        spatial = args[0].dim() - 2
+        for name, value in zip(("stride", "padding", "dilation"), args[3:6]):
+            if len(value) not in (1, spatial):
+                raise RuntimeError(f"expected {name} to be a single integer value or a list of {spatial} values to match "
+                                   f"the convolution dimensions, but got {name}={list(value)}")
+        out: torch.Tensor = _aten.convolution.default(*args[:9])
+        return out
     return None
 
 
@@ -142,7 +160,8 @@ class MetaTraceFix(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if func is _aten.convolution.default and torch._C._get_tracing_state() is not None:
-            return traced_convolution(args)
+            with self:  # the re-issued aten::_convolution comes back here (for torch without its meta kernel)
+                return traced_convolution(args)
         out = meta_output(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
 

@@ -163,10 +163,33 @@ def mamba_macs(tokens: int) -> int:
     return L * per_layer + tokens * H * V
 
 
+def _tracer_keeps_sizes_in_int_lists() -> bool:
+    """Whether TorchScript tracing passes a size read while tracing on as an int-list argument, as in
+    Mamba's causal convolution (``padding=weight.shape[-1] - 1``). torch 2.9's tracer turns that traced
+    size into an empty list (the convolution then refuses ``padding=[]``); later versions keep it."""
+    def conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv1d(x, w, padding=w.shape[-1] - 1)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(conv, (torch.zeros(1, 1, 3), torch.zeros(1, 1, 2)))
+    except RuntimeError:
+        return False
+    return True
+
+
+TRACES_MAMBA = _tracer_keeps_sizes_in_int_lists()
+
+
 def test_mamba_scan_counts_exactly_with_both_counters() -> None:
     model, x = mamba(), ids(meta=True)
     trace, dispatch = (measure.using(counter=c)(model, x) for c in COUNTERS)
-    assert trace.capture == "trace" and trace.published_macs == mamba_macs(T)
+    # Where the tracer cannot trace Mamba's convolution (torch 2.9), the default counter falls back to
+    # the dispatch capture, with a note saying why, and the count is the same.
+    assert trace.capture == ("trace" if TRACES_MAMBA else "dispatch") and trace.published_macs == mamba_macs(T)
+    if not TRACES_MAMBA:
+        assert any("the trace failed" in note and "padding" in note for note in trace.notes), trace.notes
     assert dispatch.macs == trace.macs
 
 
@@ -177,6 +200,7 @@ def test_mamba_scan_counts_exactly_with_both_counters() -> None:
         ("TRACE_CALL_LIMIT", 50, "one module call ran more than 50 operators itself while tracing"),
     ],
 )
+@pytest.mark.skipif(not TRACES_MAMBA, reason="this torch's tracer cannot trace Mamba's convolution (a traced size as padding), so no trace reaches the limits")
 def test_a_long_scan_leaves_the_trace_for_the_dispatch_capture(monkeypatch: pytest.MonkeyPatch, limit: str, value: int, says: str) -> None:
     """Past the limits the default counter stops the trace (a loop being unrolled): the scan's steps run
     in the mixer's own forward (10 tokens: ~6 operators a step); the MACs stay those of the trace."""

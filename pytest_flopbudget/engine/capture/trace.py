@@ -454,6 +454,8 @@ def _price(graph: Any, names: list[str]) -> Tally:
         operator, free = known
         if free or free is None:
             if free is None:
+                if kind == "prim::PythonOp" and jit_node.pyname() == "_NoopSaveInputs":
+                    continue  # torch 2.9's non-reentrant checkpoint bookkeeping: an autograd function that does nothing
                 tally.miss(operator)
             moved = node_bytes(jit_node, operator)  # bytes moved (engine/memory/traffic.py); None: a view
             if moved is not None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from .layout import (
     _channels_last_strides,
     _contiguous,
     _new,
+    _plain_contiguous,
     _same_float,
     _strides_like_channels_last,
 )
@@ -21,11 +23,32 @@ from .mode import (
 # ---- convolution and resizing ------------------------------------------------------------
 
 
+_always_contiguous: bool | None = None
+
+
+def _output_always_contiguous() -> bool:
+    """Whether torch's meta convolution makes a contiguous output whatever the layouts of its input and
+    weight (torch 2.13 does; torch 2.9 makes a channels-last output for a channels-last input or weight).
+    Asked of torch's own kernel, once, the first time a convolution's input or weight is not plainly contiguous."""
+    global _always_contiguous
+    if _always_contiguous is None:
+        def meta(*shape: int, last: bool = False) -> torch.Tensor:
+            return torch.empty(shape, device="meta", memory_format=torch.channels_last if last else torch.contiguous_format)
+
+        with _disable_current_modes():
+            outs = [aten.convolution.default(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+                    for x, w in [(meta(1, 2, 2, 2, last=True), meta(2, 2, 1, 1)), (meta(1, 2, 3, 3), meta(2, 2, 2, 2, last=True))]]
+        _always_contiguous = all(out.is_contiguous() for out in outs)
+    return _always_contiguous
+
+
 def _conv_shape(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
                 output_padding: Any, groups: int) -> list[int] | None:
     params = [t for t in (weight, bias) if t is not None]
-    if _same_float(x, *params) is None or 0 in x.shape:  # torch makes a contiguous output whatever the layouts
+    if _same_float(x, *params) is None or 0 in x.shape:
         return None
+    if not (_plain_contiguous(x) and _plain_contiguous(weight)) and not _output_always_contiguous():
+        return None  # torch's kernel picks the output's layout from the input's and the weight's
     spatial = x.dim() - 2
     if spatial < 1 or weight.dim() != x.dim() or groups < 1:
         return None
