@@ -95,7 +95,7 @@ def test_the_wheel_holds_every_file_of_the_package(dist: Path) -> None:
     assert not {n for n in names if n.startswith(("tests/", "examples/", "benchmarks/"))}
     assert "[pytest11]\nflopbudget = pytest_flopbudget.gate.plugin" in entry_points
     assert f"Version: {pytest_flopbudget.__version__}" in metadata
-    for field in ("Requires-Python:", "Project-URL:", "Author:", "Keywords:", "Classifier: Typing :: Typed",
+    for field in ("Requires-Python:", "Author:", "Keywords:", "Classifier: Typing :: Typed",
                   "License-Expression:", "Description-Content-Type: text/markdown"):
         assert field in metadata, field
     if (ROOT / PACKAGE / "py.typed").exists():

@@ -170,7 +170,7 @@ class _ModuleState:
             state["training"] = self.training
         for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
             for key, (t, tensor_state) in saved.items():
-                if store.get(key, _MISSING) is not t:
+                if key not in store or store[key] is not t:  # (a scripted module's store has no .get)
                     store[key] = t  # type: ignore[assignment]  # a parameter slot takes back the tensor it held
                 if not tensor_state.restore():
                     lost.append(prefix + key)

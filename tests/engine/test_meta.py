@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 import pytest_flopbudget
-from pytest_flopbudget.engine.count import count, meta_init
+from pytest_flopbudget.engine.count import count
+from pytest_flopbudget.engine.fastmeta import meta_init
 from pytest_flopbudget.engine.meta import weights_on_meta
 
 

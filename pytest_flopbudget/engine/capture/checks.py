@@ -62,6 +62,10 @@ class AnsweredChecks(TorchDispatchMode):
     """Answer a value read of a meta bool tensor (``bool()``, ``.item()``, ``.all()`` in an ``if``) made inside
     a known input check; collect the assumptions made. Other reads fall through (and raise on meta)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s on a first count
+
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.assumptions: list[str] = []

@@ -118,6 +118,10 @@ class _StrayTensorsOnMeta(TorchDispatchMode):
     """A real tensor the code holds itself (a loss closure's targets, a constant in an attribute) meets the
     meta activations: give the operator a meta stand-in of it (CPU scalars mix with meta as they are)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s on a first count
+
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
 
@@ -264,6 +268,10 @@ class _VoidKernelsOnMeta(TorchDispatchMode):
     meta kernels (where one exists) run torch's Python decompositions, per parameter (a third of the
     time of a VAR step's count). Argument checks of those kernels are skipped with them. Entered below
     :func:`capture`, which prices them first."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s on a first count
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated

@@ -160,8 +160,9 @@ def _masked_fill(self: Any, mask: Any, value: Any) -> torch.Tensor | None:
         return None
     if not isinstance(value, _NUMBERS):
         return None
-    # A canonical ``self`` only: then torch's rules (keep self's strides; where() then .contiguous()) agree.
-    if not _canonical(self) or _broadcast([self.shape, mask.shape]) != list(self.shape):
+    # A canonical ``self`` and ``mask`` only: then torch's rules (keep self's strides; where() then .contiguous())
+    # agree (a mask of another layout can lead torch's strides of size-1 dimensions).
+    if not (_canonical(self) and _canonical(mask)) or _broadcast([self.shape, mask.shape]) != list(self.shape):
         return None
     return _contiguous(self.shape, self.dtype)
 
