@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - start
     command = "python -m zoo.run " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {
-        "command": command.strip(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command.strip(), "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(), "versions": versions(), "jobs": args.jobs, "elapsed_s": round(elapsed, 1),
         "host": f"{os.cpu_count()} CPUs",
     }

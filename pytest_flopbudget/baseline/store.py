@@ -41,7 +41,7 @@ import os
 import re
 import secrets
 import stat
-import sys
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,11 +51,6 @@ from typing import Any
 import tomli_w
 
 from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
 
 try:
     import fcntl
