@@ -3,8 +3,8 @@
 Every model must count without a crash and leave the model (and the process) as it was, compared
 attribute by attribute (``zoo/snapshot.py``). Where the arithmetic is easy, the MACs of the matmul,
 convolution and attention operators (``FlopResult.published_macs``) are checked against a count
-derived here from the architecture's shapes. Cases the current engine is known to get wrong (issue
-20) are marked ``xfail`` (not strict: they pass once the engine is fixed; then drop the mark).
+derived here from the architecture's shapes. Cases the engine is known to get wrong go in ``KNOWN``, marked ``xfail`` (not strict);
+it is empty now.
 
 The whole zoo runs with ``python -m zoo.run`` (docs/zoo.md).
 """
@@ -37,11 +37,10 @@ SAMPLE = {
     "diffusers/dit-xl-2": "diffusers",
 }
 
-KNOWN = {
-    "timm/convmixer_1024_20_ks9_p14": "issue 20: nn.Conv2d(padding='same') (aten::_convolution_mode) has no rule",
-    "timm/efficientvit_b0": "issue 20: an in-place output aliasing the input segfaults the trace",
-    "diffusers/dit-xl-2": "issue 20: the state guard empties diffusers' FrozenDict config",
-}
+# Models the engine is known to get wrong, marked xfail (not strict). Empty: the three listed here before
+# (convmixer's padding="same", efficientvit_b0's aliasing output, diffusers' FrozenDict config) pass since
+# the default-path fixes of issue 20.
+KNOWN: dict[str, str] = {}
 
 TIMEOUT_S = 240
 
