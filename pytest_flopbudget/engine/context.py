@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 @contextmanager
@@ -30,3 +31,16 @@ def parameter_count(module: nn.Module | None) -> int:
     if module is None:
         return 0
     return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedTensorMixin))
+
+
+class PlainMode(TorchDispatchMode):
+    """Base of the engine's own dispatch modes: typed, and never wrapped in ``torch._dynamo.disable``
+    (torch's default, whose first call imports torch._dynamo: about 1 s on a process's first count)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
+

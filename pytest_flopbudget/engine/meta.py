@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.utils._pytree as pytree
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from pytest_flopbudget.engine.context import PlainMode
 
 _aten = torch.ops.aten
 
@@ -138,7 +139,7 @@ def meta_output(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tor
     return None
 
 
-class MetaTraceFix(TorchDispatchMode):
+class MetaTraceFix(PlainMode):
     """Make TorchScript tracing record convolutions on every device.
 
     The tracer does not record ``aten::convolution`` and expects it to reach
@@ -149,13 +150,6 @@ class MetaTraceFix(TorchDispatchMode):
     so it is recorded and shaped like on CPU. Operators whose meta kernel refuses valid inputs
     get their output from shapes (:func:`meta_output`).
     """
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s, and a cost per call
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}

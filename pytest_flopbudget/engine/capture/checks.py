@@ -21,7 +21,8 @@ import sys
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from pytest_flopbudget.engine.context import PlainMode
 
 __all__ = ["KNOWN_CHECKS", "AnsweredChecks"]
 
@@ -58,16 +59,12 @@ def _meta_bool(args: tuple[Any, ...]) -> bool:
     return isinstance(t, torch.Tensor) and t.is_meta and t.dtype == torch.bool
 
 
-class AnsweredChecks(TorchDispatchMode):
+class AnsweredChecks(PlainMode):
     """Answer a value read of a meta bool tensor (``bool()``, ``.item()``, ``.all()`` in an ``if``) made inside
     a known input check; collect the assumptions made. Other reads fall through (and raise on meta)."""
 
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s on a first count
-
     def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.assumptions: list[str] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:

@@ -29,14 +29,13 @@ import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.engine import fastmeta
 from pytest_flopbudget.engine.capture.checks import AnsweredChecks
 from pytest_flopbudget.engine.capture.dispatch import capture
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.capture.trace import output_tensors
-from pytest_flopbudget.engine.context import _no_mha_fastpath, parameter_count
+from pytest_flopbudget.engine.context import PlainMode, _no_mha_fastpath, parameter_count
 from pytest_flopbudget.engine.errors import NEEDS_VALUES, UNPRICED, check_unpriced
 from pytest_flopbudget.engine.memory import Liveness, op_costs
 from pytest_flopbudget.engine.memory.liveness import input_tensors, module_state
@@ -114,16 +113,9 @@ def _meta_input(x: Any) -> Any:
     return m
 
 
-class _StrayTensorsOnMeta(TorchDispatchMode):
+class _StrayTensorsOnMeta(PlainMode):
     """A real tensor the code holds itself (a loss closure's targets, a constant in an attribute) meets the
     meta activations: give the operator a meta stand-in of it (CPU scalars mix with meta as they are)."""
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s on a first count
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
@@ -262,19 +254,12 @@ def _create_state(optimizer: torch.optim.Optimizer) -> None:
                     optimizer.state[p][key] = value.to(device="meta", dtype=torch.float32)
 
 
-class _VoidKernelsOnMeta(TorchDispatchMode):
+class _VoidKernelsOnMeta(PlainMode):
     """Skip in-place operators that return nothing (``_fused_adamw_``, ``_fused_sgd_``, the ``_foreach_``
     family) when all their tensors are on meta: there they change no data, nor any shape, and their
     meta kernels (where one exists) run torch's Python decompositions, per parameter (a third of the
     time of a VAR step's count). Argument checks of those kernels are skipped with them. Entered below
     :func:`capture`, which prices them first."""
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # torch would wrap __torch_dispatch__ in torch._dynamo.disable: an import of ~1 s on a first count
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # torch's base class is unannotated
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
