@@ -149,3 +149,9 @@ def test_the_documentation_site_builds_with_strict_link_checking(tmp_path: Path)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_the_site_home_page_is_the_readme() -> None:
+    """docs/index.md is written from README.md by .ci/docs_index.py; an edited README needs it re-run."""
+    result = subprocess.run([sys.executable, str(ROOT / ".ci" / "docs_index.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
