@@ -8,6 +8,7 @@ price with :mod:`pytest_flopbudget.rules`.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -124,15 +125,19 @@ def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
     - a scripted module (``torch.jit.script``): the tracer refuses it, or sees one opaque call;
     - a compiled module or function (``torch.compile``): tracing it has dynamo compile new graphs,
       seconds per count, where the dispatch capture runs it as it is;
-    - a call that runs the model several times (:func:`.generation.prefill_and_decode`): each
-      decode step adds its operators to one ever longer trace, a graph node per operator, where the
-      dispatch capture prices each as it runs.
+    - a call that runs the model several times (:func:`.generation.prefill_and_decode`, a model's
+      bound ``generate`` method such as transformers' ``GenerationMixin.generate``): each decode step
+      adds its operators to one ever longer trace, a graph node per operator, where the dispatch
+      capture prices each as it runs (and a generation that needs real values, an end-of-sequence
+      check, then takes two passes, meta and real, not three).
     """
     if _compiled_fn(fn):
         return "a torch.compile'd function (run eagerly: the trace cannot go through dynamo)"
     forwards = getattr(fn, "forwards", None)
     if isinstance(forwards, int) and forwards > 1:
         return f"a generation of {forwards} forwards, which one trace would hold node by node"
+    if inspect.ismethod(fn) and fn.__name__ == "generate":
+        return "a generate method (a decoding loop: a forward per new token, which one trace would hold node by node)"
     if module is None:
         return None
     for name, sub in module.named_modules():
