@@ -5,9 +5,10 @@ Pure logic, no pytest and no torch, like :mod:`.memory`. A measurement with time
 in whole nanoseconds with the fingerprint of the device figures it was made with
 (:func:`pytest_flopbudget.deploy.figures_id`). Growth over the baseline entry's time on the same device
 beyond ``rel`` (the marker's, else ``--flop-rel``) fails the test; growth over the base branch's entry
-beyond ``--flop-base-rel`` needs approval. ``abs`` is GFLOPs and applies to FLOPs only. A time recorded
-with other device figures is never compared: the record says so in ``time_notes``. An entry without
-times (a baseline written before times were kept) is not compared.
+beyond ``--flop-base-rel`` needs approval (both only beyond one more nanosecond, the rounding of the
+kept integers). ``abs`` is GFLOPs and applies to FLOPs only. A time recorded with other device figures
+is never compared: the record says so in ``time_notes``. An entry without times (a baseline written
+before times were kept) is not compared.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pytest_flopbudget.gate.budget import Verdict, fmt_pct
 from pytest_flopbudget.results.result import Record, pct
 
 NS_PER_MS = 1_000_000
+# Both figures are rounded to whole nanoseconds, so a difference of one nanosecond may be rounding alone:
+# growth is judged beyond ``rel`` of the baseline plus this much (it matters only for sub-microsecond estimates).
+ROUNDING_NS = 1
 
 
 def to_ns(ms: float) -> int:
@@ -59,7 +63,7 @@ def judge_time_growth(record: Record, *, rel: float, updating: bool, baseline_na
     or nothing to compare)."""
     for name, old in record.baseline_time_ns.items():
         new = record.estimates[name]["ns"]
-        if new - old > rel * old:
+        if new - old > rel * old + ROUNDING_NS:
             text = (f"time regression on {name}: roofline lower bound {fmt_ms(old)} -> {fmt_ms(new)} "
                     f"({fmt_pct(pct(new, old))}, allowed {fmt_pct(100 * rel)}) against {baseline_name}; {_bound(record, name)}")
             return Verdict("regressed", None if updating else text)
@@ -73,7 +77,7 @@ def judge_time_base(record: Record, base_ns: Mapping[str, int], *, rel: float | 
         return None
     for name, old in base_ns.items():
         new = record.estimates[name]["ns"]
-        if new - old > rel * old:
+        if new - old > rel * old + ROUNDING_NS:
             text = (f"time raise against the base {base_label} on {name}: roofline lower bound {fmt_ms(old)} -> "
                     f"{fmt_ms(new)} ({fmt_pct(pct(new, old))}, allowed {fmt_pct(100 * rel)}); {_bound(record, name)}; "
                     "needs approval")

@@ -108,7 +108,12 @@ def test_the_run_devices_are_stored_sorted_and_compared_without_the_option(count
     moving(counted, 12_000)  # 10,000 -> 12,000 ns on round; the entry's devices are estimated without --flop-device
     result = counted.runpytest("--flop-report")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*test_model: h100-sxm * memory-bound 100%; round 0.012 ms memory-bound 100%"])
+    h100_now = 1e3 * 12_000 / 3.35e12  # 3.582 ns: 3 -> 4 ns kept, one nanosecond of rounding, never judged
+    result.stdout.fnmatch_lines([
+        f"*time regression on round: roofline lower bound {ms(10_000)} -> {ms(12_000)} (+20.0%*",
+        f"*test_model: h100-sxm {h100_now:.4g} ms memory-bound 100% (baseline {ms(h100)}, +33.3%); "
+        f"round 0.012 ms memory-bound 100% (baseline 0.01 ms, +20.0%)",
+    ])
 
 
 def test_time_growth_fails_with_both_times_the_bound_and_the_accept_command(counted: pytest.Pytester) -> None:
