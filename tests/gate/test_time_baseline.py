@@ -9,7 +9,8 @@ each take one nanosecond.
   the FP32 rate (matmul, TF32 off) = 65,536 ns; it moves input 1,024 + weights 33,280 + output 2,048 =
   36,352 bytes = 36,352 ns. Compute binds: 65,536 ns, 100% compute-bound.
 - The counter of COUNTER_CONFTEST: flops(n) is one float32 aten::mm of 1,000 MACs (2,000 ns of compute)
-  that reads n bytes (n ns): memory-bound for n > 2,000, with the same MACs whatever n.
+  that reads n bytes (n ns): memory-bound for n > 2,000, with the same MACs whatever n; flops(0) has the
+  same MACs and no per-operator costs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ COUNTER_CONFTEST = REGISTER + """
 from pytest_flopbudget.results.result import FlopResult, OpCost
 
 def pytest_flopbudget_count(model, args, kwargs, config, options):
+    if model == 0:
+        return FlopResult(macs=1000)  # a capture that records no per-operator costs
     cost = OpCost("aten::mm", dtype="float32", macs=1000, bytes_read=model)
     return FlopResult(macs=1000, costs=(cost,))
 """
@@ -168,6 +171,14 @@ def test_a_time_on_a_device_this_run_does_not_know_is_noted_not_compared(counted
     result.stdout.fnmatch_lines(["*flopbudget.toml has a time on 'gone', a device this run does not know; not compared*"])
     moving(counted, 10_000)
     counted.runpytest().assert_outcomes(passed=1)
+
+
+def test_baseline_times_of_a_measurement_without_costs_are_noted_not_compared(counted: pytest.Pytester) -> None:
+    write_entry(counted, round=(10_000, round_figures()))
+    moving(counted, 0)
+    result = counted.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*the times in flopbudget.toml not compared: this measurement has no per-operator costs*"])
 
 
 def test_an_update_under_a_time_budget_violation_writes_nothing(counted: pytest.Pytester) -> None:
