@@ -62,14 +62,18 @@ class Base:
             "source": self.source,
             "exists": self.exists,
             "commit": self.commit,
-            "entries": {rid: [e.macs, dict(e.modules), dict(e.phases), e.peak_bytes, e.bytes_moved] for rid, e in self.entries.items()},
+            "entries": {
+                rid: [e.macs, dict(e.modules), dict(e.phases), e.peak_bytes, e.bytes_moved, {d: list(t) for d, t in e.time.items()}]
+                for rid, e in self.entries.items()
+            },
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Base:
         entries = {
             rid: baseline_file.Entry(int(row[0]), dict(row[1]), dict(row[2]) if len(row) > 2 else {},
-                                     peak_bytes=row[3] if len(row) > 3 else None, bytes_moved=row[4] if len(row) > 4 else None)
+                                     peak_bytes=row[3] if len(row) > 3 else None, bytes_moved=row[4] if len(row) > 4 else None,
+                                     time={d: baseline_file.Timing(int(t[0]), str(t[1])) for d, t in row[5].items()} if len(row) > 5 else {})
             for rid, row in data["entries"].items()
         }
         return cls(data["label"], data["source"], entries, bool(data["exists"]), data.get("commit"))

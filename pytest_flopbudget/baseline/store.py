@@ -33,6 +33,14 @@ is deterministic: tables sorted by id, modules sorted by path, phases sorted by
 name, every id and module path quoted, LF line endings, no timestamps. An entry
 without phases (a forward pass, or any file written before phases existed)
 reads and renders exactly as before.
+
+Where a test estimated its time on named devices (a marker's ``device=``, ``--flop-device``), the
+entry keeps each device's roofline lower bound in integer nanoseconds, with the fingerprint of the
+device figures it was made with (``pytest_flopbudget.deploy.figures_id``), sorted by device::
+
+    ["tests/test_latency.py::test_decoder".time]
+    "h100-sxm" = { ns = 10021, figures = "5e1c0a2b" }
+    "l4" = { ns = 111901, figures = "0c9d4e21" }
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import tomli_w
 
@@ -60,7 +68,8 @@ except ImportError:  # pragma: no cover - Windows
 SCHEMA = 1
 HEADER = "# pytest-flopbudget baseline: exact MAC counts per test. Update with: pytest --flop-update"
 META = "meta"
-ENTRY_KEYS = ("macs", "gflops", "peak_bytes", "bytes_moved", "modules", "phases")
+ENTRY_KEYS = ("macs", "gflops", "peak_bytes", "bytes_moved", "modules", "phases", "time")
+TIME_KEYS = ("ns", "figures")
 
 FIX_MALFORMED = "fix it by hand, or delete it and rerun with --flop-update to record a fresh baseline"
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -70,6 +79,14 @@ _CONFLICT = re.compile(r"^(<{7}|={7}|>{7})(\s|$)")
 
 class BaselineError(Exception):
     """The baseline file cannot be read or written. The message names the file and the fix."""
+
+
+class Timing(NamedTuple):
+    """A time estimate as the baseline keeps it: the roofline lower bound in whole nanoseconds and the
+    fingerprint of the device figures it was made with (times of other figures are not compared)."""
+
+    ns: int
+    figures: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,7 @@ class Entry:
     phases: dict[str, int] = field(default_factory=dict)
     peak_bytes: int | None = None  # peak memory in bytes, where measured (None in older files)
     bytes_moved: int | None = None  # bytes moved, where measured
+    time: dict[str, Timing] = field(default_factory=dict)  # device name -> estimated time, where estimated
 
 
 @dataclass
@@ -219,7 +237,7 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
         raise fail(f"must be a table ([{_quote(key)}] with macs = <int>), got {_kind(value)}")
     unknown = sorted(set(value) - set(ENTRY_KEYS))
     if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (expected macs, gflops, modules, phases, peak_bytes, bytes_moved; "
+        raise fail(f"unknown key {unknown[0]!r} (expected macs, gflops, modules, phases, peak_bytes, bytes_moved, time; "
                    f"quote test ids that contain dots: [\"a.b::test\"])", unknown[0])
     if "macs" not in value:
         raise fail("missing 'macs' (the exact integer MAC count)")
@@ -237,7 +255,30 @@ def _entry(path: Path, text: str, key: str, value: object) -> Entry:
             if not _is_int(figure) or figure < 0:
                 raise fail(f"'{name}' must be a non-negative integer, got {_kind(figure)} {figure!r}", name)
             memory[name] = figure
-    return Entry(macs=macs, modules=modules, phases=_counts(value.get("phases", {}), "phases", "phase", fail), **memory)
+    phases = _counts(value.get("phases", {}), "phases", "phase", fail)
+    return Entry(macs=macs, modules=modules, phases=phases, time=_times(value.get("time", {}), fail), **memory)
+
+
+def _times(table: object, fail: Callable[..., BaselineError]) -> dict[str, Timing]:
+    """The ``time`` table: ``"<device>" = { ns = <non-negative int>, figures = "<fingerprint>" }``."""
+    if not isinstance(table, dict):
+        raise fail(f"'time' must be a table of device = {{ ns = <int>, figures = <string> }}, got {_kind(table)}", "time")
+    out = {}
+    for name, value in table.items():
+        where = f"time.{_quote(name)}"
+        if not isinstance(value, dict):
+            raise fail(f"{where} must be {{ ns = <int>, figures = <string> }}, got {_kind(value)} {value!r}", "time", name)
+        unknown = sorted(set(value) - set(TIME_KEYS))
+        if unknown or set(value) != set(TIME_KEYS):
+            problem = f"unknown key {unknown[0]!r}" if unknown else f"missing {' and '.join(k for k in TIME_KEYS if k not in value)}"
+            raise fail(f"{where}: {problem} (expected ns = <int>, figures = <string>)", "time", name)
+        ns, figures = value["ns"], value["figures"]
+        if not _is_int(ns) or ns < 0:
+            raise fail(f"{where}.ns must be a non-negative integer (nanoseconds), got {_kind(ns)} {ns!r}", "time", name)
+        if not isinstance(figures, str):
+            raise fail(f"{where}.figures must be a string, got {_kind(figures)} {figures!r}", "time", name)
+        out[name] = Timing(ns, figures)
+    return out
 
 
 def _counts(table: object, key: str, what: str, fail: Callable[..., BaselineError]) -> dict[str, int]:
@@ -351,6 +392,15 @@ def _render_entry(key: str, entry: Entry) -> str:
                 _check_count(counts[name], f"entry {key!r}: {table}[{name!r}]")
                 lines.append(f"{_quote(name)} = {counts[name]}")
             text += "\n".join(lines) + "\n"
+    if entry.time:
+        lines = [f"\n[{_quote(key)}.time]"]
+        for name in sorted(entry.time):
+            ns, figures = entry.time[name]
+            _check_count(ns, f"entry {key!r}: time[{name!r}].ns")
+            if not isinstance(figures, str):
+                raise ValueError(f"entry {key!r}: time[{name!r}].figures must be a string, got {figures!r}")
+            lines.append(f"{_quote(name)} = {{ ns = {ns}, figures = {_value(figures)} }}")
+        text += "\n".join(lines) + "\n"
     return text
 
 

@@ -7,9 +7,9 @@ only when given a tensor). See docs/deployment.md.
 from pytest_flopbudget.deploy import attention
 from pytest_flopbudget.deploy.attention import AttentionPattern, unmasked_pairs
 from pytest_flopbudget.deploy.devices import DEVICES, Device, device, load_devices, match_device, register_device
-from pytest_flopbudget.deploy.roofline import Estimate, OpTime, estimate, mfu, peak_rate
+from pytest_flopbudget.deploy.roofline import Estimate, OpTime, estimate, figures_id, mfu, peak_rate
 
 __all__ = [
-    "DEVICES", "AttentionPattern", "Device", "Estimate", "OpTime", "attention", "device", "estimate",
+    "DEVICES", "AttentionPattern", "Device", "Estimate", "OpTime", "attention", "device", "estimate", "figures_id",
     "load_devices", "match_device", "mfu", "peak_rate", "register_device", "unmasked_pairs",
 ]

@@ -14,20 +14,25 @@ peaks down for a less optimistic figure.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pytest_flopbudget.deploy.attention import AttentionPattern
-from pytest_flopbudget.deploy.devices import Device, device
+from pytest_flopbudget.deploy.devices import RATES, Device, device
 from pytest_flopbudget.results.result import FLOPS_PER_MAC, MODULE_DEPTH, FlopResult, OpCost, collapse_indices, phase_path
 
-__all__ = ["Estimate", "OpTime", "estimate", "mfu", "peak_rate"]
+__all__ = ["MODEL", "Estimate", "OpTime", "estimate", "figures_id", "mfu", "peak_rate"]
 
 TENSOR_CATEGORIES = frozenset({"matmul", "conv", "attention", "recurrent"})
 
 _TENSOR_RATE = {"bfloat16": "bf16", "float16": "fp16", "int8": "int8", "uint8": "int8", "float64": "fp64"}
 _VECTOR_RATE = {"float16": "vector_fp16", "bfloat16": "vector_bf16", "float64": "fp64"}
+
+# The estimate's model, part of every figures_id: change it when the arithmetic of estimate() changes,
+# so baselines recorded with the old arithmetic are not compared with the new.
+MODEL = "roofline-1"
 
 AttentionOption = None | float | AttentionPattern | Callable[[OpCost], "float | AttentionPattern"]
 
@@ -215,6 +220,17 @@ def estimate(
         ops=tuple(ops),
         notes=tuple(notes),
     )
+
+
+def figures_id(dev: Device | str) -> str:
+    """A short fingerprint (8 hex digits) of what a time estimate on ``dev`` depends on: every peak rate,
+    the bandwidth, the efficiency and :data:`MODEL`. Not the name, memory, source or aliases. The
+    baseline stores it beside each time, so that times made with other figures (a device replaced
+    with ``register_device(..., replace=True)`` or a devices TOML) are never compared as if alike."""
+    d = device(dev)
+    values = ((name, getattr(d, name)) for name in (*RATES, "bandwidth", "efficiency"))
+    text = ";".join([MODEL, *(f"{name}={None if v is None else float(v)!r}" for name, v in values)])
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:8]
 
 
 def mfu(work: FlopResult | int | float, seconds: float, dev: Device | str, dtype: str = "bfloat16", *, tf32: bool = False) -> float:

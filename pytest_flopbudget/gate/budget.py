@@ -17,7 +17,7 @@ MARKER = "flop_budget"
 MARKER_HELP = (
     "flop_budget(gflops=None, *, rel=None, abs=None, ms=None, device=None): hard ceiling of the test's forward pass "
     "in GFLOPs (1 GFLOP = 1e9 FLOPs = 5e8 MACs); rel (fraction or 'N%') and abs (GFLOPs) are the "
-    "growth allowed over the test's baseline entry (rel also for the memory figures). peak_mib (peak memory in "
+    "growth allowed over the test's baseline entry (rel also for the memory figures and the time estimates). peak_mib (peak memory in "
     "MiB) and bytes_gb (bytes moved in GB, 1e9 bytes) are hard ceilings of the memory the call takes; "
     "either one makes the test measure memory. ms with device: a ceiling on the roofline lower bound "
     "of the time on that device (docs/deployment.md). The closest marker wins."

@@ -9,7 +9,8 @@ pytest_html is never imported, otherwise.
   measured nothing, a setup error or a collection error gets empty cells, so the columns stay in
   line); a test with keyed measurements gets one line per key.
 - each measured test's call report gains an HTML extra, shown under its row: the verdict text
-  and the breakdown of :func:`pytest_flopbudget.report.html.breakdown` (categories and modules as
+  and the breakdown of :func:`pytest_flopbudget.report.html.breakdown` (its facts, with peak memory,
+  bytes moved and the time estimates where measured; categories and modules as
   stacked bars, the changes against the baseline).
 - ``pytest_html_results_summary``: the count per status, and the breakdown's CSS once.
 

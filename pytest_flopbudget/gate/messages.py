@@ -9,6 +9,7 @@ from pytest_flopbudget.engine.errors import NEEDS_VALUES
 from pytest_flopbudget.gate.budget import Verdict, fmt_gflops, fmt_pct
 from pytest_flopbudget.gate.memory import memory_lines
 from pytest_flopbudget.gate.settings import Settings
+from pytest_flopbudget.gate.timing import time_lines
 from pytest_flopbudget.results.result import (
     FLOPS_PER_MAC,
     GIGA,
@@ -71,6 +72,7 @@ def explain(
     if record.base_macs is not None and record.status == "raised":
         lines.append(f"  base: {record.base_macs:,} MACs = {fmt_gflops(record.base_gflops or 0.0)} GFLOPs ({base_source})")
     lines.extend(memory_lines(record))
+    lines.extend(time_lines(record))
     if record.phases:
         lines.extend(_phases(record, base_source))
     if settings.top:

@@ -39,6 +39,7 @@ from pytest_flopbudget.gate.session import (
     records,
 )
 from pytest_flopbudget.gate.settings import Settings, add_options, resolve
+from pytest_flopbudget.gate.timing import comparable, judge_time_base, judge_time_growth, to_ns
 from pytest_flopbudget.report.memory import downsample
 from pytest_flopbudget.results.result import FlopResult, Record
 
@@ -277,6 +278,8 @@ class FlopMeter:
         self._item.user_properties.extend(junit_properties(record))
         if verdict.warning:
             warnings.warn(FlopBudgetWarning(record.message), stacklevel=3)
+        for note in record.time_notes:
+            warnings.warn(FlopBudgetWarning(f"{record.id}: {note}"), stacklevel=3)
         if verdict.failure:
             pytest.fail(record.message, pytrace=False)
         return result
@@ -326,7 +329,11 @@ class FlopMeter:
                 updating=settings.update,
             )
             verdict = raised or verdict
-        estimates, time_verdict = _estimate_times(result, budget, settings.device_names)
+        devices, time_notes = _time_devices(settings.device_names, entry, settings.baseline.name)
+        estimates, time_verdict = _estimate_times(result, budget, devices)
+        if entry is not None and entry.time and not estimates:
+            time_notes.append(f"the times in {settings.baseline.name} not compared: this measurement has no per-operator "
+                              "costs (FlopResult.costs is empty), so no time is estimated")
         if time_verdict is not None and verdict.failure is None and verdict.status != "over-budget":
             verdict = time_verdict
         path, line, _ = item.location
@@ -353,8 +360,10 @@ class FlopMeter:
             budget_ms=budget.ms,
             budget_device=budget.device,
             base_phases={} if base_entry is None else dict(base_entry.phases),
+            time_notes=time_notes,
         )
         verdict = _memory_verdict(record, verdict, result, budget, entry, base_entry, state)
+        verdict = _time_verdict(record, verdict, budget, entry, base_entry, state)
         record.message = explain(record, verdict, result, settings, "" if base is None else base.source, default_budget=default_budget)
         return record, verdict
 
@@ -384,12 +393,50 @@ def _memory_verdict(record: Record, verdict: Verdict, result: FlopResult, budget
     return found
 
 
-def _estimate_times(result: FlopResult, budget: Budget, devices: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], Verdict | None]:
+def _time_devices(devices: tuple[str, ...], entry: Any, baseline_name: str) -> tuple[list[str], list[str]]:
+    """The run's devices and those the baseline entry has times on (so they are compared, and an update keeps
+    them); a note for each device of the entry this run does not know."""
+    from pytest_flopbudget.deploy.devices import device
+
+    wanted, notes = list(devices), []
+    for name in sorted(entry.time) if entry is not None else ():
+        try:
+            known = device(name).name
+        except ValueError:
+            notes.append(f"{baseline_name} has a time on {name!r}, a device this run does not know; not compared "
+                         "(register it in a conftest.py or pass --flop-devices; --flop-update would drop it)")
+            continue
+        if known not in wanted:
+            wanted.append(known)
+    return wanted, notes
+
+
+def _time_verdict(record: Record, verdict: Verdict, budget: Budget, entry: Any, base_entry: Any, state: RunState) -> Verdict:
+    """Compare the estimates with the baseline's and the base's times (gate/timing.py) when everything else passed."""
+    if not record.estimates:
+        return verdict
+    settings = state.settings
+    if entry is not None:
+        record.baseline_time_ns = comparable(record, entry.time, settings.baseline.name)
+    base_ns = {} if base_entry is None or state.base is None else comparable(record, base_entry.time, f"the base {state.base.label}")
+    if verdict.failure is not None or verdict.status in ("over-budget", "regressed", "raised"):
+        return verdict
+    found = judge_time_growth(record, rel=settings.rel if budget.rel is None else budget.rel, updating=settings.update,
+                              baseline_name=settings.baseline.name)
+    if found is None and state.base is not None:
+        found = judge_time_base(record, base_ns, rel=settings.base_rel, base_label=state.base.label, updating=settings.update)
+    if found is None:
+        return verdict
+    record.status = found.status
+    return found
+
+
+def _estimate_times(result: FlopResult, budget: Budget, devices: list[str]) -> tuple[dict[str, dict[str, Any]], Verdict | None]:
     """The roofline estimate on each reporting device and on the marker's, and the time budget's verdict.
 
     A result without per-operator costs has no estimate: the report devices are left out, a time
     budget fails with the reason (nothing real is ever priced as zero)."""
-    from pytest_flopbudget.deploy.roofline import estimate
+    from pytest_flopbudget.deploy.roofline import estimate, figures_id
 
     wanted = list(dict.fromkeys([*devices, *([budget.device] if budget.device else [])]))
     if not wanted:
@@ -406,7 +453,7 @@ def _estimate_times(result: FlopResult, budget: Budget, devices: tuple[str, ...]
     for name in wanted:
         est = estimate(result, name)
         share = est.memory_share if est.bound == "memory" else est.compute_share
-        estimates[name] = {"ms": est.ms, "bound": est.bound, "share": share}
+        estimates[name] = {"ms": est.ms, "bound": est.bound, "share": share, "ns": to_ns(est.ms), "figures": figures_id(name)}
     verdict = None
     if budget.ms is not None and budget.device is not None:
         got = estimates[budget.device]

@@ -125,7 +125,7 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
     measured = {}
     if settings.update:
         measured = {
-            rid: baseline_file.Entry(rec.macs, rec.modules, rec.phases, rec.peak_bytes, rec.bytes_moved)
+            rid: baseline_file.Entry(rec.macs, rec.modules, rec.phases, rec.peak_bytes, rec.bytes_moved, _times(rec))
             for rid, rec in sorted(state.records.items())
             if rec.status != "over-budget"
         }
@@ -162,6 +162,12 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
         f"flopbudget: {verb} {settings.baseline} ({summary['entries']} entries; {summary['changed']} added or changed, {len(removed)} removed)"
     )
     state.outcome.extend(f"  removed {rid}" for rid in removed)
+
+
+def _times(record: Record) -> dict[str, baseline_file.Timing]:
+    """The record's time estimates as the baseline keeps them (device -> whole nanoseconds and figures)."""
+    return {name: baseline_file.Timing(int(est["ns"]), str(est["figures"]))
+            for name, est in sorted(record.estimates.items()) if "ns" in est and "figures" in est}
 
 
 def base_summary(session: pytest.Session, state: RunState) -> report.BaseSummary:

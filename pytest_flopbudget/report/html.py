@@ -47,6 +47,7 @@ from pytest_flopbudget.report.common import (
     status_counts,
     unpriced_totals,
 )
+from pytest_flopbudget.report.estimates import time_facts
 from pytest_flopbudget.report.memory import memory_chart, memory_facts
 from pytest_flopbudget.report.terminal import shorten_left
 from pytest_flopbudget.results.conventions import CATEGORIES, PUBLISHED
@@ -461,6 +462,7 @@ def _facts(record: Record) -> list[tuple[str, str]]:
     facts += _base_facts(record)
     facts += [(f"{phase} (training step)", _phase_fact(record, phase, macs)) for phase, macs in record.phases.items()]
     facts += memory_facts(record)
+    facts += time_facts(record)
     if record.location:
         facts.append(("location", f"{record.location[0]}:{record.location[1]}"))
     if record.unpriced:

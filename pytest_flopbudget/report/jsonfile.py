@@ -66,7 +66,9 @@ def _test_json(record: Record) -> dict[str, Any]:
         "top_modules": top_modules(record.modules),
         "phases": dict(record.phases),  # a training step's MACs per phase; {} for a forward pass
         "baseline_phases": dict(record.baseline_phases),
-        "estimates": {name: dict(est) for name, est in record.estimates.items()},  # device -> ms, bound, share
+        "estimates": {name: dict(est) for name, est in record.estimates.items()},  # device -> ms, bound, share, ns, figures
+        "baseline_time_ns": dict(record.baseline_time_ns),  # device -> the baseline's time (same device figures)
+        "time_notes": list(record.time_notes),
         "budget_ms": record.budget_ms,
         "budget_device": record.budget_device,
         "base_macs": record.base_macs,

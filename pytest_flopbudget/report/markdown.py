@@ -22,6 +22,7 @@ from pytest_flopbudget.report.common import (
     status_counts,
     unpriced_totals,
 )
+from pytest_flopbudget.report.estimates import baseline_change, budget_ms, fmt_change, fmt_ms, rows
 from pytest_flopbudget.report.memory import memory_markdown
 from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, Record, pct
 
@@ -31,6 +32,8 @@ CHART_LIMIT = 15
 _CHANGED_LABEL = {"over-budget": "over budget", "regressed": "regressed", "raised": "raised beyond the base limit"}
 _STATUS_ICON = {"over-budget": "❌", "regressed": "❌", "raised": "❌", "new": "🆕", "improved": "⚡", "ok": "✅"}
 BASE_LISTED = 10  # new / gone tests named in the open before the rest folds into <details>
+TIME_ROWS_OPEN = 10  # time estimate rows shown in the open before the table folds into <details>
+TIME_NOTES_LISTED = 5
 
 
 
@@ -226,6 +229,34 @@ def _phases_table(records: list[Record]) -> list[str]:
     return _table(header, [":---", *("---:" for _ in phases)], rows)
 
 
+def _time_table(records: list[Record]) -> list[str]:
+    """Time estimates: one row per test and device (the bound that binds, the time budget, the baseline's
+    time); folded when long; nothing when no test has estimates."""
+    listed = rows(records)
+    notes = [(r.id, note) for r in sorted(records, key=lambda r: r.id) for note in r.time_notes]
+    if not listed and not notes:
+        return []
+    header = ["Test", "Device", "Est. ms", "Bound", "Budget ms", "Baseline ms", "Change"]
+    table = []
+    for r, name, est in listed:
+        budget, change = budget_ms(r, name), baseline_change(r, name)
+        table.append([
+            md_code(r.id), md_code(name), fmt_ms(est["ms"]), f"{md_text(str(est['bound']))} {100 * est['share']:.0f}%",
+            "" if budget is None else f"{budget:g}", "" if change is None else fmt_ms(change[0]),
+            "" if change is None else fmt_change(change[1]),
+        ])
+    lines = _table(header, [":---", ":---", "---:", ":---", "---:", "---:", "---:"], table) if table else []
+    if len(listed) > TIME_ROWS_OPEN:
+        lines = ["<details>", f"<summary>{len(listed)} time estimates</summary>", "", *lines, "", "</details>"]
+    title = "**Time estimates** (roofline lower bound: no launch overhead, no fusion, peak rates; docs/deployment.md)"
+    shown = [f"- {md_code(rid)}: {md_text(note)}" for rid, note in notes[:TIME_NOTES_LISTED]]
+    if len(notes) > TIME_NOTES_LISTED:
+        shown.append(f"- and {len(notes) - TIME_NOTES_LISTED} more")
+    if shown:
+        shown = ["⚠️ Times not compared:", "", *shown]
+    return [title, "", *lines, *([""] if lines and shown else []), *shown]
+
+
 def _unpriced_note(records: list[Record]) -> list[str]:
     totals = unpriced_totals(records)
     if not totals:
@@ -323,6 +354,6 @@ def markdown_report(
         sections += [mermaid_chart(charted, base_label=base.label)]
     if records:
         sections.append(_all_table(records))
-    sections += [_phases_table(records), memory_markdown(records), _unpriced_note(records),
+    sections += [_phases_table(records), memory_markdown(records), _time_table(records), _unpriced_note(records),
                  _environment(env, baseline_env), _guidance(counts, command)]
     return "\n\n".join("\n".join(s) for s in sections if s) + "\n"

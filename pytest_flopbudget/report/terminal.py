@@ -15,6 +15,7 @@ from pytest_flopbudget.report.common import (
     sort_records,
     status_counts,
 )
+from pytest_flopbudget.report.estimates import baseline_change, fmt_change
 from pytest_flopbudget.results.result import Record
 
 # One unit per column name in every format: counts in GFLOPs (2 x MACs), the published convention in
@@ -145,6 +146,8 @@ def estimate_lines(records: Iterable[Record]) -> list[str]:
         parts = []
         for name, est in record.estimates.items():
             budget = f" (budget {record.budget_ms:g} ms)" if record.budget_device == name and record.budget_ms is not None else ""
-            parts.append(f"{name} {est['ms']:.4g} ms {est['bound']}-bound {100 * est['share']:.0f}%{budget}")
+            change = baseline_change(record, name)
+            old = f" (baseline {change[0]:.4g} ms, {fmt_change(change[1])})" if change is not None else ""
+            parts.append(f"{name} {est['ms']:.4g} ms {est['bound']}-bound {100 * est['share']:.0f}%{budget}{old}")
         lines.append(f"  {record.id}: " + "; ".join(parts))
     return lines

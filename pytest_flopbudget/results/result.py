@@ -349,8 +349,12 @@ class Record:
     base_phases: dict[str, int] = field(default_factory=dict)  # a training step's MACs per phase in the base
     # time estimates (docs/deployment.md): device -> {"ms", "bound", "share"}, for --flop-device and a marker's device
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (plus "ns", the estimate in whole nanoseconds as the baseline keeps it, and "figures", the fingerprint of
+    # the device figures it was made with)
     budget_ms: float | None = None  # the marker's ms= ceiling on the estimate on budget_device
     budget_device: str | None = None
+    baseline_time_ns: dict[str, int] = field(default_factory=dict)  # device -> the baseline's time (same figures only)
+    time_notes: list[str] = field(default_factory=list)  # why a time was not compared (other figures, unknown device)
 
     @property
     def gflops(self) -> float:

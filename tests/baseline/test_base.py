@@ -28,6 +28,7 @@ from gitrepo import (
 )
 
 from pytest_flopbudget.baseline import base as base_file
+from pytest_flopbudget.baseline import store as baseline_file
 from pytest_flopbudget.gate.budget import judge_base
 from pytest_flopbudget.report import (
     BaseSummary,
@@ -531,3 +532,11 @@ def test_markdown_table_cells_are_escaped() -> None:
     row = next(line for line in md.splitlines() if line.startswith("| `t.py::odd"))
     assert row.count(" | ") == 5  # six cells: every | inside a cell is escaped
     assert "origin/feature\\|x GFLOPs" in md
+
+
+def test_times_travel_to_the_workers_and_older_rows_have_none() -> None:
+    entry = baseline_file.Entry(5, {"head": 5}, time={"l4": baseline_file.Timing(111901, "67b9e656")})
+    base = base_file.Base("main", "main:flopbudget.toml", {"t.py::test_x": entry}, True, "abc")
+    assert base_file.Base.from_json(json.loads(json.dumps(base.to_json()))) == base
+    old = {"label": "main", "source": "main:flopbudget.toml", "exists": True, "entries": {"t.py::test_x": [5, {"head": 5}, {}, None, None]}}
+    assert base_file.Base.from_json(old).entries["t.py::test_x"] == baseline_file.Entry(5, {"head": 5})

@@ -222,6 +222,12 @@ MALFORMED = [
     ('["t"]\nmacs = 1\nmodules = { a = true }\n', "3", ['"t"', 'modules."a"', "boolean"]),
     ('["t"]\nmacs = 1\nmac = 2\n', "3", ['"t"', "unknown key 'mac'"]),
     ("[tests.test_a]\nmacs = 1\n", "1", ['"tests"', "unknown key 'test_a'", "quote test ids"]),
+    ('["t"]\nmacs = 1\ntime = 5\n', "3", ['"t"', "'time' must be a table of device", "integer"]),
+    ('["t"]\nmacs = 1\n\n["t".time]\n"l4" = 5\n', "5", ['"t"', 'time."l4" must be { ns = <int>, figures = <string> }']),
+    ('["t"]\nmacs = 1\n\n["t".time]\n"l4" = { ns = 5 }\n', "5", ['time."l4": missing figures']),
+    ('["t"]\nmacs = 1\n\n["t".time]\n"l4" = { ns = 5, figures = "a", ms = 1 }\n', "5", ["time.\"l4\": unknown key 'ms'"]),
+    ('["t"]\nmacs = 1\n\n["t".time]\n"l4" = { ns = 0.5, figures = "a" }\n', "5", ['time."l4".ns', "nanoseconds", "float"]),
+    ('["t"]\nmacs = 1\n\n["t".time]\n"l4" = { ns = 5, figures = 7 }\n', "5", ['time."l4".figures must be a string']),
     ('"t" = 5\n', "1", ['"t"', "must be a table"]),
     ('meta = "x"\n', "1", ["'meta' must be a table"]),
     ('[meta]\nschema = "1"\n', "2", ["meta.schema", "positive integer"]),
@@ -462,7 +468,8 @@ def _text(min_size: int = 0) -> st.SearchStrategy[str]:
 ids = _text(1).filter(lambda key: key != "meta")
 entries_strategy = st.dictionaries(
     ids,
-    st.builds(Entry, st.integers(0, 2**62), st.dictionaries(_text(), st.integers(0, 2**62), max_size=4)),
+    st.builds(Entry, st.integers(0, 2**62), st.dictionaries(_text(), st.integers(0, 2**62), max_size=4),
+              time=st.dictionaries(_text(), st.builds(baseline.Timing, st.integers(0, 2**62), _text()), max_size=3)),
     max_size=8,
 )
 meta_strategy = st.dictionaries(_text(1).filter(lambda key: key != "schema"), _text(), max_size=3)
@@ -506,3 +513,34 @@ def test_bad_phase_count_names_the_phase(tmp_path: Path) -> None:
     text = '["t.py::test_step"]\nmacs = 3\n\n["t.py::test_step".phases]\nforward = -1\n'
     with pytest.raises(baseline.BaselineError, match=r'phases\."forward" must be a non-negative integer'):
         baseline.load(write(tmp_path / "b.toml", text))
+
+
+# --------------------------------------------------------------------------- time estimates
+
+
+def test_times_render_sorted_by_device_after_phases_and_read_back(tmp_path: Path) -> None:
+    entry = Entry(60, {"head": 60}, time={"l4": baseline.Timing(111901, "67b9e656"), "h100-sxm": baseline.Timing(10021, "1f524435")})
+    text = render({"t.py::test_x": entry}, META)
+    assert text.endswith(
+        '["t.py::test_x"]\nmacs = 60\ngflops = 0.00000012\n\n'
+        '["t.py::test_x".modules]\n"head" = 60\n\n'
+        '["t.py::test_x".time]\n"h100-sxm" = { ns = 10021, figures = "1f524435" }\n"l4" = { ns = 111901, figures = "67b9e656" }\n'
+    )
+    assert baseline.load(write(tmp_path / "b.toml", text)).entries["t.py::test_x"] == entry
+    assert render({"t.py::test_x": Entry(60, {"head": 60}, time=dict(reversed(list(entry.time.items()))))}, META) == text
+
+
+def test_files_without_times_load_with_no_times_and_render_byte_identical(tmp_path: Path) -> None:
+    loaded = baseline.load(write(tmp_path / "b.toml", EXAMPLE))
+    assert all(entry.time == {} for entry in loaded.entries.values())
+    assert render(loaded.entries, loaded.meta) == EXAMPLE
+
+
+@pytest.mark.parametrize(("time", "words"), [
+    ({"l4": baseline.Timing(-1, "a")}, "time['l4'].ns must be a non-negative integer"),
+    ({"l4": baseline.Timing(1.5, "a")}, "time['l4'].ns must be a non-negative integer"),  # type: ignore[arg-type]
+    ({"l4": baseline.Timing(1, 5)}, "time['l4'].figures must be a string"),  # type: ignore[arg-type]
+])
+def test_render_refuses_bad_times(time: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        render({"t": Entry(1, time=time)}, META)

@@ -187,3 +187,21 @@ def test_the_documented_table_is_the_table() -> None:
             value = getattr(dev, column)
             assert (float(cell) if cell else None) == value, f"{name}.{column}: docs {cell!r}, table {value!r}"
         assert dev.source
+
+
+def test_figures_id_fingerprints_what_an_estimate_depends_on_and_nothing_else() -> None:
+    import hashlib
+
+    from pytest_flopbudget.deploy.roofline import MODEL, figures_id
+
+    lab = register_device("lab", fp32=1, bf16=10, bandwidth=0.5, memory=8)
+    # The documented text: the model, then every rate, the bandwidth and the efficiency as floats (None where absent).
+    text = f"{MODEL};fp32=1.0;tf32=None;bf16=10.0;fp16=None;fp8=None;int8=None;vector_fp16=None;vector_bf16=None;fp64=None;bandwidth=0.5;efficiency=1.0"
+    assert figures_id("lab") == figures_id(lab) == hashlib.sha256(text.encode()).hexdigest()[:8]
+    same = Device("other-name", fp32=1.0, bf16=10.0, bandwidth=0.5, memory=80, source="elsewhere", aliases=("x",))
+    assert figures_id(same) == figures_id(lab)  # name, memory, source and aliases do not change a time
+    for change in ({"bandwidth": 0.25}, {"efficiency": 0.5}, {"bf16": 20}, {"fp16": 10}):
+        other = Device("lab", **{"fp32": 1, "bf16": 10, "bandwidth": 0.5, "memory": 8, **change})
+        assert figures_id(other) != figures_id(lab), change
+    register_device("lab", fp32=1, bf16=10, bandwidth=0.25, memory=8, replace=True)
+    assert figures_id("lab") != figures_id(lab)

@@ -77,6 +77,24 @@ def test_serial_and_parallel_runs_agree_byte_for_byte(pytester: pytest.Pytester)
     assert any("regressed" in row for row in report_rows(out_p))
 
 
+def test_time_estimates_travel_from_the_workers_into_the_baseline_and_reports(pytester: pytest.Pytester) -> None:
+    widths = [8, 16, 32]
+    run_suite(pytester, widths, "--flop-update", "--flop-device=h100-sxm", "-p", "no:xdist")
+    serial_bytes = (pytester.path / "flopbudget.toml").read_bytes()
+    (pytester.path / "flopbudget.toml").unlink()
+    run_suite(pytester, widths, "--flop-update", "--flop-device=h100-sxm", "-n", "2")
+    assert (pytester.path / "flopbudget.toml").read_bytes() == serial_bytes
+    entries = baseline.load(pytester.path / "flopbudget.toml").entries
+    assert set(entries["test_par.py::test_width[8]"].time) == {"h100-sxm"}
+    # The records carry the baseline's times from the workers: the same Markdown either way.
+    serial, _ = run_suite(pytester, widths, "--flop-report-md=serial.md", "-p", "no:xdist")
+    parallel, _ = run_suite(pytester, widths, "--flop-report-md=parallel.md", "-n", "2")
+    assert serial.parseoutcomes() == parallel.parseoutcomes()
+    markdown = (pytester.path / "parallel.md").read_text()
+    assert markdown == (pytester.path / "serial.md").read_text()
+    assert "| `test_par.py::test_width[8]` | `h100-sxm` |" in markdown and " | = |" in markdown
+
+
 def test_prune_under_xdist_uses_the_controllers_view(pytester: pytest.Pytester) -> None:
     run_suite(pytester, [8, 16], "--flop-update", "-n", "2")
     assert "test_par.py::test_width[16]" in baseline.load(pytester.path / "flopbudget.toml").entries

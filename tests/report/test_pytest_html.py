@@ -184,3 +184,37 @@ def test_importing_the_plugin_imports_neither_pytest_html_nor_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+MEMORY_SUITE = """
+import pytest
+import torch
+from torch import nn
+
+@pytest.mark.flop_budget(peak_mib=1)
+def test_linear(flops):
+    flops(nn.Linear(64, 128, device="meta"), torch.empty(4, 64, device="meta"))
+"""
+
+
+def test_pytest_html_shows_peak_memory_bytes_moved_and_the_time_estimate(pytester: pytest.Pytester) -> None:
+    """Linear(64 -> 128) on (4, 64) float32: weights 4 * (64 * 128 + 128) = 33,280 bytes, input 1,024, output
+    2,048: the peak holds all three (36,352 bytes at the addmm) and the call moves the same 36,352 bytes. On
+    "round" (1 GFLOP/s, 1 GB/s): 65,536 FLOPs = 65,536 ns against 36,352 ns of traffic, compute-bound."""
+    from pytest_flopbudget.deploy import devices
+
+    pytester.makeconftest('from pytest_flopbudget import register_device\n'
+                          'register_device("round", fp32=0.001, bandwidth=0.001, memory=1, replace=True)\n')
+    pytester.makepyfile(test_m=MEMORY_SUITE)
+    try:
+        result = pytester.runpytest("--html=report.html", "--flop-missing=warn", "--flop-device=round")
+    finally:
+        devices._reset()
+    result.assert_outcomes(passed=1)
+    _, data = pytest_html_data(pytester.path / "report.html")
+    _, extras, _ = row(data, "test_m.py::test_linear")
+    (extra,) = [e["content"] for e in extras if e["format_type"] == "html"]
+    peak = 4 * (64 * 128 + 128) + 4 * 4 * 64 + 4 * 4 * 128
+    assert f"<dt>peak memory</dt><dd>{peak:,} bytes = {peak / 2**20:,.1f} MiB at &lt;root&gt; (aten::addmm)</dd>" in extra
+    assert f"<dt>bytes moved</dt><dd>{peak:,} = {peak / 1e9:,.3f} GB ({2 * 4 * 64 * 128 / peak:,.1f} FLOPs per byte)</dd>" in extra
+    assert "<dt>time on round</dt><dd>0.06554 ms (roofline lower bound), 100% compute-bound</dd>" in extra
