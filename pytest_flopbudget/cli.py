@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pytest_flopbudget.baseline import store
+from pytest_flopbudget.engine.options import OPTIONS
 from pytest_flopbudget.report.common import fmt_delta, fmt_gflops, fmt_gmacs, fmt_params
 from pytest_flopbudget.results.conventions import CATEGORIES
 from pytest_flopbudget.results.result import FLOPS_PER_MAC, GIGA, FlopResult, module_deltas, pct
@@ -362,7 +363,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--input", action="append", default=[], metavar="[DTYPE:]SHAPE",
                        help="one input of the model, such as 1x3x224x224 or int64:1x77 (repeat in call order; default dtype float32)")
         p.add_argument("--tokens", type=_positive, metavar="N", help="for hf: models: the length of one sequence of token ids (batch 1)")
-        p.add_argument("--counter", choices=("torchprofile", "flop_counter"), default="torchprofile", help="how operators are captured")
+        p.add_argument("--counter", choices=OPTIONS["counter"], default=OPTIONS["counter"][0], help="how operators are captured")
         p.add_argument("--mode", choices=("auto", "meta", "real"), default="auto", help="where to count")
         p.add_argument("--unpriced", choices=("fail", "warn"), default="warn",
                        help="a costly operator without a rule: fail or count it as 0 with a warning")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 OPTIONS: dict[str, tuple[Any, ...]] = {
-    "counter": ("torchprofile", "flop_counter"),
+    "counter": ("torchprofile", "flop_counter", "trace"),
     "mode": ("auto", "meta", "real"),
     "unpriced": ("fail", "warn"),
     "memory": (False, True),  # also measure peak memory (bytes moved are always recorded)

@@ -53,7 +53,7 @@ OPTIONS = (
     Option("rel", "fraction", 0.0, "allowed growth over the baseline as a fraction (0.02) or percentage (2%%); default 0", metavar="REL"),
     Option("abs", "number", 0.0, "allowed growth over the baseline in GFLOPs; default 0", metavar="GFLOPS"),
     Option("missing", "choice", "auto", "a test without baseline entry: fail, warn, or auto (fail when $CI is set, else warn)", ("fail", "warn", "auto")),
-    Option("counter", "choice", "torchprofile", "how operators are captured: torchprofile (default, the TorchScript trace) or flop_counter (every dispatched aten op, as FlopCounterMode sees them); both priced by one rule registry", MEASURE_OPTIONS["counter"]),
+    Option("counter", "choice", "torchprofile", "how operators are captured: torchprofile (default: torchprofile's numbers from every dispatched aten op), flop_counter (the same capture) or trace (the TorchScript trace torchprofile runs, slower); all priced by one rule registry", MEASURE_OPTIONS["counter"]),
     Option("mode", "choice", "auto", "where to count: auto (meta device, real run only when the model needs values), meta, or real", MEASURE_OPTIONS["mode"]),
     Option("unpriced", "choice", "fail", "a matmul/conv/attention/recurrent-class operator without a rule: fail the measurement (default) or warn and count without it", MEASURE_OPTIONS["unpriced"]),
     Option("top", "int", 5, "how many modules a failure message lists; default 5", metavar="N"),

@@ -229,9 +229,11 @@ def test_meta_mode_never_falls_back() -> None:
         count(DataDependent(), (torch.ones(3, 4),), {}, mode="meta")
 
 
-def test_meta_model_errors_are_raised_as_they_are() -> None:
-    with pytest.raises(RuntimeError, match="cannot be called on meta tensors"):
-        count(DataDependent().to("meta"), (torch.ones(3, 4, device="meta"),), {})
+@pytest.mark.parametrize("counter", ["torchprofile", "trace"])
+def test_a_meta_model_that_needs_values_fails_naming_the_cause_and_keeping_torchs_error(counter: str) -> None:
+    with pytest.raises(MetaCountError, match=r"needs real values \(Tensor.item\(\) on a meta tensor\)") as caught:
+        count(DataDependent().to("meta"), (torch.ones(3, 4, device="meta"),), {}, counter=counter)
+    assert "cannot be called on meta tensors" in str(caught.value.__cause__)  # torch's own error, chained
 
 
 def test_real_mode_runs_on_the_model_tensors() -> None:

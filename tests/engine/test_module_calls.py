@@ -18,7 +18,12 @@ import torch
 import torch.nn as nn
 from crosscheck_models import Layers, foreign_call, var_models
 
-from pytest_flopbudget.engine.count import count
+from pytest_flopbudget.engine.count import count as count_with
+
+
+def count(model: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+    """The ``trace`` counter (this file tests the TorchScript trace, no longer the default capture)."""
+    return count_with(model, args, kwargs, **{"counter": "trace", **options})
 
 calls = importlib.import_module("pytest_flopbudget.engine.capture.calls")
 TORCH_CALL = nn.Module._wrapped_call_impl

@@ -475,15 +475,17 @@ def test_fft_rounding_and_trivial_lengths() -> None:
     assert fft_macs(2, 3, False) == round(2 * 3 * 1.584962500721156 * 2.5)  # 24: log2(3) rounded once, at the end
 
 
-def test_an_unpriced_fft_fails_the_count() -> None:
+@pytest.mark.parametrize("counter", ["torchprofile", "trace"])
+def test_an_unpriced_fft_fails_the_count(counter: str) -> None:
+    """Without its rules (the trace sees ``fft_rfft2``; the dispatch capture the ``_fft_r2c`` it runs)."""
     from pytest_flopbudget.engine.count import UnpricedOperatorError
 
-    saved = rules.RULES.pop("aten::fft_rfft2")
+    saved = {op: rules.RULES.pop(op) for op in ("aten::fft_rfft2", "aten::_fft_r2c")}
     try:
-        with pytest.raises(UnpricedOperatorError, match=r"aten::fft_rfft2 \(fft, 1 call\)"):
-            count(Fn(torch.fft.rfft2), (r(2, 8, 16),), {})
+        with pytest.raises(UnpricedOperatorError, match=r"aten::(fft_rfft2|_fft_r2c) \(fft, 1 call\)"):
+            count(Fn(torch.fft.rfft2), (r(2, 8, 16),), {}, counter=counter)
     finally:
-        rules.RULES["aten::fft_rfft2"] = saved
+        rules.RULES.update(saved)
 
 
 # ---- quantized Linear -------------------------------------------------------------------------------------

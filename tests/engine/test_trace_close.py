@@ -25,7 +25,12 @@ from torch.utils.checkpoint import checkpoint
 
 from pytest_flopbudget.engine import count as counting
 from pytest_flopbudget.engine import rules
-from pytest_flopbudget.engine.count import count
+from pytest_flopbudget.engine.count import count as count_with
+
+
+def count(model: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+    """The ``trace`` counter (this file tests the TorchScript trace, no longer the default capture)."""
+    return count_with(model, args, kwargs, **{"counter": "trace", **options})
 
 trace_module = importlib.import_module("pytest_flopbudget.engine.capture.trace")
 

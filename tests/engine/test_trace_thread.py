@@ -11,13 +11,19 @@ from __future__ import annotations
 import contextvars
 import importlib
 import threading
+from typing import Any
 
 import pytest
 import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from pytest_flopbudget.engine.count import count
+from pytest_flopbudget.engine.count import count as count_with
+
+
+def count(model: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+    """The ``trace`` counter (this file tests the TorchScript trace, no longer the default capture)."""
+    return count_with(model, args, kwargs, **{"counter": "trace", **options})
 
 trace_module = importlib.import_module("pytest_flopbudget.engine.capture.trace")
 

@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-COUNTERS = ["torchprofile", "flop_counter"]
+COUNTERS = ["trace", "torchprofile"]  # the TorchScript trace, and the default (the dispatch capture)
 V, H, I, L = 64, 32, 48, 2  # vocab, hidden, intermediate, layers
 HEADS, KV_HEADS = 4, 2
 HEAD_DIM = H // HEADS
@@ -111,8 +111,10 @@ def test_generate_with_real_weights_counts_with_the_default_settings() -> None:
     prompt = ids()
     result = measure(model.generate, prompt, max_new_tokens=NEW, do_sample=False)
     assert result.published_macs == generation_macs(T, NEW)
-    assert result.capture == "dispatch" and any("a generate method" in note for note in result.notes)
-    assert not any("trace failed" in note for note in result.notes)  # the trace never runs: straight to dispatch
+    assert result.capture == "dispatch" and not any("trace" in note for note in result.notes)
+    traced = measure.using(counter="trace")(model.generate, prompt, max_new_tokens=NEW, do_sample=False)
+    assert traced.capture == "dispatch" and any("a generate method" in note for note in traced.notes)  # never traced
+    assert traced.macs == result.macs
     assert not result.unpriced
 
 
@@ -208,9 +210,9 @@ def test_a_long_scan_leaves_the_trace_for_the_dispatch_capture(monkeypatch: pyte
     from pytest_flopbudget.engine import count as counting
 
     model, x = mamba(), ids(meta=True)
-    unrolled = measure(model, x)
+    unrolled = measure.using(counter="trace")(model, x)
     monkeypatch.setattr(counting, limit, value)
-    result = measure(model, x)
+    result = measure.using(counter="trace")(model, x)
     assert result.capture == "dispatch" and result.macs == unrolled.macs
     assert any(says in note for note in result.notes)
 
@@ -314,7 +316,7 @@ def test_a_training_step_with_an_attention_mask_assumes_no_padding() -> None:
 
 
 def test_an_encoder_decoder_generate_goes_straight_to_the_dispatch_capture(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whisper's generate needs real values (its end-of-sequence check): the meta pass fails and a real
+    """With the trace counter too. Whisper's generate needs real values (its end-of-sequence check): the meta pass fails and a real
     pass counts. The trace never runs (it cannot hold a decoding loop, and fails on Whisper's graph), so
     that is two passes, not three."""
     from pytest_flopbudget.engine import count as count_module
@@ -336,7 +338,7 @@ def test_an_encoder_decoder_generate_goes_straight_to_the_dispatch_capture(monke
     monkeypatch.setattr(count_module.dispatch, "run", lambda fn, module, args, kwargs, meta, **kw: (passes.append("meta" if meta else "real"), run(fn, module, args, kwargs, meta, **kw))[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = measure(model.generate, features, max_new_tokens=4, do_sample=False)
+        result = measure.using(counter="trace")(model.generate, features, max_new_tokens=4, do_sample=False)
     assert passes == ["meta", "real"] and result.mode == "real" and result.capture == "dispatch"
     assert any("a generate method" in note for note in result.notes) and not result.unpriced
     # the encoder's two convolutions, by hand: 8 -> 32 channels, kernel 3, over 32 frames; then 32 -> 32, stride 2

@@ -142,21 +142,21 @@ def test_string(flops):
 def test_int(flops):
     assert flops(Number(), torch.ones(1, 8)).macs == 32
 
-def test_string_flop_counter(flops):
+def test_string_default_counter(flops):
     assert flops(Word(), torch.ones(1, 8)).macs == 32
 """,
     )
-    result = pytester.runpytest("--flop-missing=warn", "-k", "not flop_counter")
+    result = pytester.runpytest("--flop-missing=warn", "--flop-counter=trace", "-k", "not default_counter")
     result.assert_outcomes(passed=1, failed=1, deselected=1, warnings=2)  # test_int: no baseline, real-pass note
     result.stdout.fnmatch_lines(
         [
             "*flops: could not count Word: NoTensorOutput: the model returned str, not tensors*"
-            "return the output tensor(s) from forward*or count with --flop-counter=flop_counter*",
+            "return the output tensor(s) from forward*or count with the default counter (--flop-counter=torchprofile)*",
         ]
     )
     no_crash(result)
-    # flop_counter counts every operation that runs, whatever the model returns.
-    other = pytester.runpytest("--flop-missing=warn", "--flop-counter=flop_counter", "-k", "string_flop_counter")
+    # The default counter counts every operation that runs, whatever the model returns.
+    other = pytester.runpytest("--flop-missing=warn", "-k", "string_default_counter")
     other.assert_outcomes(passed=1, deselected=2, warnings=1)
 
 
@@ -325,7 +325,7 @@ def test_module_marker_on_a_test_that_never_measures(pytester: pytest.Pytester) 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--flop-counter=fvcore"], "*argument --flop-counter: invalid choice: 'fvcore' (choose from *torchprofile*flop_counter*)*"),
+        (["--flop-counter=fvcore"], "*argument --flop-counter: invalid choice: 'fvcore' (choose from *torchprofile*flop_counter*trace*)*"),
         (["--flop-mode=fast"], "*argument --flop-mode: invalid choice: 'fast' (choose from *auto*meta*real*)*"),
         (["--flop-missing=never"], "*argument --flop-missing: invalid choice: 'never' (choose from *fail*warn*auto*)*"),
         (["--flop-abs=nan"], "*pytest-flopbudget: option --flop-abs must be a finite number, got nan*"),
@@ -351,7 +351,7 @@ def test_more_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list
         ("flopbudget_abs = -1", "ini flopbudget_abs must be >= 0, got -1.0"),
         ("flopbudget_update = maybe", "ini flopbudget_update must be true or false, got 'maybe'"),
         ("flopbudget_top = 2.5", "ini flopbudget_top must be a whole number, got '2.5'"),
-        ("flopbudget_counter = fvcore", "ini flopbudget_counter must be one of torchprofile, flop_counter, got 'fvcore'"),
+        ("flopbudget_counter = fvcore", "ini flopbudget_counter must be one of torchprofile, flop_counter, trace, got 'fvcore'"),
         ("flopbudget_baseline = .", "is a directory; --flop-baseline/flopbudget_baseline take a file path"),
     ],
 )

@@ -432,9 +432,10 @@ def trace(
     if bound.returned is not None and not bound.kept:
         # The trace keeps only the ops an output depends on: a count now would silently be zero.
         raise NoTensorOutput(
-            f"the model returned {bound.returned.__name__}, not tensors, so the torchprofile counter (a trace) "
+            f"the model returned {bound.returned.__name__}, not tensors, so the trace counter "
             "cannot see its operations; return the output tensor(s) from forward (a tensor, or a tuple, list or "
-            "dict of them), or count with --flop-counter=flop_counter, which counts every operation that runs"
+            "dict of them), or count with the default counter (--flop-counter=torchprofile), which counts every "
+            "operation that runs"
         )
     return tally
 
