@@ -37,12 +37,17 @@ def test_dispatch_capture_matches_the_committed_trace_counts(pytester: pytest.Py
     """One registry, two captures: the dispatch counter reproduces the baseline the trace recorded, exactly.
 
     (d16 here to keep the suite fast; all 15 forward entries agree: ``--flop-counter=flop_counter`` in
-    examples/var. The training step is counted by dispatch capture under either counter.)"""
+    examples/var. The training step is counted by dispatch capture under either counter.) Peak memory agrees
+    to the byte too; bytes moved do not, by design (the trace prices reshape/contiguous as views, the
+    dispatch capture sees the copies they make: docs/memory.md), so the copy's baseline drops them."""
     monkeypatch.setenv("CI", "true")
     copy_example(pytester)
+    baseline = pytester.path / "flopbudget.toml"
+    lines = baseline.read_text().splitlines(keepends=True)
+    baseline.write_text("".join(line for line in lines if not line.startswith("bytes_moved = ")))
     result = pytester.runpytest_subprocess("var/test_var_flops.py", "-k", "d16", "--flop-report", "--flop-counter=flop_counter")
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*0 over-budget, 0 regressed, 0 new, 0 improved, 4 ok*"])
+    result.assert_outcomes(passed=7)  # d16's forward, image forward, generation, training step; three at batch 16 too
+    result.stdout.fnmatch_lines(["*0 over-budget, 0 regressed, 0 new, 0 improved, 7 ok*"])
 
 
 def test_one_more_hidden_unit_per_block_fails_the_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

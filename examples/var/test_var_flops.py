@@ -172,4 +172,9 @@ def test_train_step(flops, record_property, name: str, batch: int) -> None:
     weights = transformer_weight_bytes(name) + weight_bytes(vqvae) + FP32 * shape.length  # + the loss weights buffer
     assert result.peak_split["weights"] == weights
     assert result.peak_bytes >= weights + trainable + 2 * trainable
+    # AdamW's state counts from the start (a steady-state step) and the peak comes before the step's
+    # temporaries: exactly exp_avg and exp_avg_sq (float32, one per element) and one float32 step counter
+    # per parameter tensor
+    assert result.peak_split["optimizer"] == 2 * trainable + FP32 * len(list(var.parameters()))
+    assert result.peak_split["gradients"] > 0
     record_estimates(record_property, result)
