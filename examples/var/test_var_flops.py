@@ -51,8 +51,8 @@ BUDGETS = {
     "d36-s": {"forward": 12250, "image": 13150, "generate": 24900},
 }
 # Training step (VAR's trainer, fused AdamW), measured GFLOPs:
-#   d16 1149.20   d20 1991.27   d24 3231.50   d30 6007.59
-TRAIN_BUDGETS = {"d16": 1175, "d20": 2035, "d24": 3300, "d30": 6130}
+#   d16 1149.20   d20 1991.27   d24 3231.50   d30 6007.59   d36-s (512 px) 36841.63
+TRAIN_BUDGETS = {"d16": 1175, "d20": 2035, "d24": 3300, "d30": 6130, "d36-s": 37600}
 BICUBIC_MACS_PER_OUTPUT = 16  # what pytest-flopbudget charges for aten::upsample_bicubic2d
 THROUGHPUT_BATCH = 16
 FP32 = 4  # bytes per element: every weight and activation here is float32
