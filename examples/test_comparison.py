@@ -4,7 +4,7 @@ the memory and deployment tables read peak memory and the attached estimates."""
 from __future__ import annotations
 
 import deployment
-from comparison import comparison_table, memory_table, share_table, shares
+from comparison import comparison_table, memory_table, share_table, shares, var_table
 from deployment import DEVICES, PROPERTY, Time, collect, deployment_table, scale_table, split_batch
 
 from pytest_flopbudget import Record
@@ -121,3 +121,15 @@ def test_time_keeps_the_bound_of_its_parts() -> None:
     total = Time(2.0, 1.0) + Time(0.0, 1.0).times(0.5)  # compute 2, memory 1 + 0.5
     assert (total.compute_ms, total.memory_ms, total.ms, total.bound) == (2.0, 1.5, 3.5, "compute")
     assert total.share == 2.0 / 3.5
+
+
+def test_throughput_records_stay_out_of_the_batch_1_tables() -> None:
+    g = 1_000_000_000
+    var = "var/test_var_flops.py::"
+    records = [
+        record(var + "test_transformer_forward[d16]", g, params=310_283_520, matmul=g),
+        record(var + "test_transformer_forward[d16-b16]", 16 * g, params=310_283_520, matmul=16 * g),
+    ]
+    assert [line.split()[0] for line in var_table(records)[1:]] == ["d16"]
+    assert [line.split()[0] for line in comparison_table(records)[2:]] == ["VAR-d16"]
+    assert [line.split()[:2] for line in share_table(records)[1:]] == [["d16", "256"]]
