@@ -8,6 +8,7 @@ price with :mod:`pytest_flopbudget.rules`.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -31,8 +32,10 @@ from pytest_flopbudget.engine.context import _no_mha_fastpath, parameter_count
 from pytest_flopbudget.engine.errors import (
     UNPRICED,
     MetaCountError,
+    NeedsValuesError,
     UnpricedOperatorError,
     check_unpriced,
+    needs_values,
 )
 from pytest_flopbudget.engine.memory import liveness_pass, op_costs
 from pytest_flopbudget.engine.meta import all_meta, meta_init, to_meta, weights_on_meta
@@ -122,15 +125,19 @@ def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
     - a scripted module (``torch.jit.script``): the tracer refuses it, or sees one opaque call;
     - a compiled module or function (``torch.compile``): tracing it has dynamo compile new graphs,
       seconds per count, where the dispatch capture runs it as it is;
-    - a call that runs the model several times (:func:`.generation.prefill_and_decode`): each
-      decode step adds its operators to one ever longer trace, a graph node per operator, where the
-      dispatch capture prices each as it runs.
+    - a call that runs the model several times (:func:`.generation.prefill_and_decode`, a model's
+      bound ``generate`` method such as transformers' ``GenerationMixin.generate``): each decode step
+      adds its operators to one ever longer trace, a graph node per operator, where the dispatch
+      capture prices each as it runs (and a generation that needs real values, an end-of-sequence
+      check, then takes two passes, meta and real, not three).
     """
     if _compiled_fn(fn):
         return "a torch.compile'd function (run eagerly: the trace cannot go through dynamo)"
     forwards = getattr(fn, "forwards", None)
     if isinstance(forwards, int) and forwards > 1:
         return f"a generation of {forwards} forwards, which one trace would hold node by node"
+    if inspect.ismethod(fn) and fn.__name__ == "generate":
+        return "a generate method (a decoding loop: a forward per new token, which one trace would hold node by node)"
     if module is None:
         return None
     for name, sub in module.named_modules():
@@ -244,6 +251,8 @@ def _meta_first(
         notes.extend(lost + (checks.notes() if checks is not None else []))
         return tally, "meta"
     except Exception as exc:
+        if nothing_real and not isinstance(exc, NoTensorOutput) and needs_values(exc):
+            raise _no_real_values(exc, fall_back) from exc
         if nothing_real or isinstance(exc, NoTensorOutput):  # the model's own error: a real pass fails alike
             raise
         if not fall_back:
@@ -257,6 +266,26 @@ def _meta_first(
             ) from None
         notes.append(f"counted with a real forward pass: the meta-device pass failed ({_first_line(exc)})")
     return _real(backend, fn, module, args, kwargs, False, notes), "real"
+
+
+def _no_real_values(exc: BaseException, fall_back: bool) -> NeedsValuesError:
+    """The one-line error of a model built on meta whose forward needs real values (``.item()``, a
+    data-dependent branch, ``torch.nonzero`` in a detector's box selection): no real pass can stand in."""
+    if fall_back:
+        fix = "build the model and its inputs on the CPU (with random weights) and mode='auto' counts them with a real forward pass"
+    else:
+        fix = "build the model and its inputs on the CPU (with random weights) and count with mode='auto' or mode='real'"
+    text = str(exc)
+    if "nonzero" in text:
+        why = "torch.nonzero, whose output's shape depends on the values"
+    elif "item()" in text:
+        why = "Tensor.item() on a meta tensor"
+    else:
+        why = _first_line(exc)
+    return NeedsValuesError(
+        f"cannot count on the meta device: the forward needs real values ({why}), and the model and its "
+        f"inputs are all on meta, so no real forward pass can stand in; {fix}"
+    )
 
 
 def _mixes_devices(exc: BaseException) -> bool:

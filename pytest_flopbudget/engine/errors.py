@@ -9,11 +9,29 @@ from pytest_flopbudget.results import conventions
 UNPRICED = OPTIONS["unpriced"]
 
 # What a model's error says when it needs real values (a data-dependent branch, ``.item()`` on meta).
-NEEDS_VALUES = ("cannot be called on meta tensors", "data-dependent", "data dependent")
+NEEDS_VALUES = (
+    "cannot be called on meta tensors",
+    "data-dependent",
+    "data dependent",
+    "cannot copy out of meta tensor",  # .tolist(), .numpy()
+    "meta_nonzero_assume_all_nonzero",  # torch.nonzero (masks, boxes): its output shape is its values
+)
+
+
+def needs_values(exc: BaseException) -> bool:
+    """Whether ``exc`` says the code needs real values, which meta tensors do not have."""
+    text = str(exc).lower()
+    return any(words in text for words in NEEDS_VALUES)
 
 
 class MetaCountError(RuntimeError):
     """The model could not be counted on the meta device (and no fallback was allowed or possible)."""
+
+
+class NeedsValuesError(MetaCountError):
+    """The model and its inputs are all on meta and the forward needs real values: nothing can count it."""
+
+    explains_itself = True  # its message names the fix: the pytest side adds no hint
 
 
 class UnpricedOperatorError(RuntimeError):

@@ -249,3 +249,39 @@ def test_a_call_of_several_forwards_is_counted_by_the_dispatch_capture() -> None
     twice.forwards = 1  # type: ignore[attr-defined]
     once = measure(twice, torch.randn(N, 8))
     assert once.macs == 2 * MLP_MACS and once.capture == "trace" and once.notes == ()
+
+
+class _Detector(nn.Module):
+    """A detector's box selection in small: the boxes kept are where the scores pass a threshold
+    (``torch.nonzero``), so the output's shape is the scores' values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = torch.nonzero(self.score(x).squeeze(-1) > 0).squeeze(-1)
+        return x[keep]
+
+
+@pytest.mark.parametrize("counter", ["torchprofile", "flop_counter"])
+@pytest.mark.parametrize("mode", ["auto", "meta"])
+def test_a_model_on_meta_that_needs_values_fails_in_one_line_naming_the_way_out(counter: str, mode: str) -> None:
+    from pytest_flopbudget.engine.errors import MetaCountError, NeedsValuesError
+
+    with torch.device("meta"):
+        model, x = _Detector(), torch.ones(16, 8)
+    with pytest.raises(NeedsValuesError) as caught:
+        measure.using(counter=counter, mode=mode)(model, x)
+    text = str(caught.value)
+    assert isinstance(caught.value, MetaCountError) and "\n" not in text
+    assert "needs real values (torch.nonzero, whose output's shape depends on the values)" in text
+    assert "build the model and its inputs on the CPU" in text
+    assert ("mode='auto' counts them" in text) == (mode == "auto")
+
+
+def test_the_same_model_on_the_cpu_counts_with_a_real_pass() -> None:
+    torch.manual_seed(0)
+    model, x = _Detector(), torch.randn(16, 8)
+    result = measure(model, x)
+    assert result.mode == "real" and result.macs == 16 * 8  # the score Linear: 16 rows x 8 in x 1 out

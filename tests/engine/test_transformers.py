@@ -111,7 +111,8 @@ def test_generate_with_real_weights_counts_with_the_default_settings() -> None:
     prompt = ids()
     result = measure(model.generate, prompt, max_new_tokens=NEW, do_sample=False)
     assert result.published_macs == generation_macs(T, NEW)
-    assert result.capture == "dispatch" and any("trace failed" in note for note in result.notes)
+    assert result.capture == "dispatch" and any("a generate method" in note for note in result.notes)
+    assert not any("trace failed" in note for note in result.notes)  # the trace never runs: straight to dispatch
     assert not result.unpriced
 
 
@@ -310,3 +311,34 @@ def test_a_training_step_with_an_attention_mask_assumes_no_padding() -> None:
     masked = measure_train_step(model, x, labels=x, attention_mask=torch.ones_like(x))
     assert masked.phases == without.phases
     assert any("pads no token" in note for note in masked.notes)
+
+
+def test_an_encoder_decoder_generate_goes_straight_to_the_dispatch_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper's generate needs real values (its end-of-sequence check): the meta pass fails and a real
+    pass counts. The trace never runs (it cannot hold a decoding loop, and fails on Whisper's graph), so
+    that is two passes, not three."""
+    from pytest_flopbudget.engine import count as count_module
+
+    def no_trace(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the trace ran")
+
+    monkeypatch.setattr(count_module, "trace", no_trace)
+    config = transformers.WhisperConfig(
+        vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8, max_source_positions=16, max_target_positions=16,
+        decoder_start_token_id=1, pad_token_id=0, eos_token_id=2, bos_token_id=1,
+    )
+    torch.manual_seed(0)
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    features = torch.randn(1, 8, 32)  # 32 frames: the encoder's stride-2 conv gives its 16 positions
+    passes: list[str] = []
+    run = count_module.dispatch.run
+    monkeypatch.setattr(count_module.dispatch, "run", lambda fn, module, args, kwargs, meta, **kw: (passes.append("meta" if meta else "real"), run(fn, module, args, kwargs, meta, **kw))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = measure(model.generate, features, max_new_tokens=4, do_sample=False)
+    assert passes == ["meta", "real"] and result.mode == "real" and result.capture == "dispatch"
+    assert any("a generate method" in note for note in result.notes) and not result.unpriced
+    # the encoder's two convolutions, by hand: 8 -> 32 channels, kernel 3, over 32 frames; then 32 -> 32, stride 2
+    conv = {op: macs for op, macs in result.by_operator.items() if "conv" in op}
+    assert sum(conv.values()) == 32 * 32 * 8 * 3 + 16 * 32 * 32 * 3, conv

@@ -195,8 +195,9 @@ def test_meta_model(flops):
     result.stdout.fnmatch_lines(["*FLOP budget exceeded*", "*note: counted with a real forward pass*"])
     result.stdout.fnmatch_lines(
         [
-            "*flops: could not count Branchy: RuntimeError: Tensor.item() cannot be called on meta tensors*",
-            "*the forward needs real values (data-dependent control flow)*build the model and its inputs on the CPU*",
+            "*flops: could not count Branchy: NeedsValuesError: cannot count on the meta device: the forward needs real "
+            "values (Tensor.item() on a meta tensor), and the model and its inputs are all on meta*build the model and "
+            "its inputs on the CPU*",
         ]
     )
     no_crash(result)
