@@ -71,11 +71,11 @@ def batch_cases(kind: str) -> list:
     ]
 
 
-def transformer_weight_bytes(name: str) -> int:
+def transformer_weight_bytes(name: str | analytic.VarShape) -> int:
     """Bytes of the VAR transformer's parameters and buffers, by hand: float32 parameters
     (``params_from_shapes``), per block the zero k-bias (C floats), the scale index of every token
     (L int64) and the additive (L, L) float32 block-causal mask."""
-    shape = shape_of(name)
+    shape = shape_of(name) if isinstance(name, str) else name
     return FP32 * params_from_shapes(shape.depth, shape.resolution) + shape.depth * FP32 * shape.width + 8 * shape.length + FP32 * shape.length**2
 
 
