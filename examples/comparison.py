@@ -7,6 +7,10 @@
   GFLOPs of the transformer forward, the forward on images, the generation of one image, and one
   training step (VAR's trainer, batch 1).
 - ``var_shares``: where VAR's transformer forward spends its MACs at each depth, at 256 and 512 px.
+- ``memory_table``: the same models' peak memory (exact, on meta) for generation or inference at batch 1
+  and 16 and for VAR's training step, and whether it fits a 24 GB and an 80 GB card.
+
+Batch-16 records (ids ending ``-b16``) feed the memory and deployment tables only (``deployment.py``).
 
 Only plain data (``pytest_flopbudget.Record``): no torch here.
 """
@@ -17,9 +21,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from deployment import THROUGHPUT_BATCH, by_test, decode_record, model_name
+
 SAMPLING_STEPS = 250  # DiT's sample.py default; keep equal to dit_model.SAMPLING_STEPS
 
-_ID = re.compile(r"^(?P<suite>\w+)/test_\w+\.py::(?P<test>\w+)(?:\[(?P<param>[^\]]+)\])?$")
 
 # What the papers and model cards print, by the table's model name.
 PUBLISHED = {
@@ -41,21 +46,13 @@ PER_IMAGE = {
 }
 
 
-def _by_test(records: Iterable[Any]) -> dict[tuple[str, str, str | None], Any]:
-    out = {}
-    for rec in records:
-        match = _ID.match(rec.nodeid)
-        if rec.key is None and match:
-            out[(match["suite"], match["test"], match["param"])] = rec
-    return out
+def _by_test(records: Iterable[Any], batch: int = 1) -> dict[tuple[str, str, str | None], Any]:
+    """(suite, test, model parameter) -> record, for the records of one batch size."""
+    return {(suite, test, param): rec for (suite, test, param, b), rec in by_test(records).items() if b == batch}
 
 
 _FAMILY = {"var": "VAR", "dit": "DiT", "vit": "ViT"}
-
-
-def _model_name(suite: str, param: str) -> str:
-    """``var, d36-s`` -> ``VAR-d36-s``; ``dit, XL-2`` -> ``DiT-XL/2``; ``vit, B-16`` -> ``ViT-B/16``."""
-    return f"{_FAMILY[suite]}-{param if suite == 'var' else param.replace('-', '/')}"
+_model_name = model_name
 
 
 def _rows(records: Iterable[Any]) -> list[dict[str, Any]]:
@@ -164,7 +161,8 @@ VAR_COLUMNS = {
     "test_generate": "generate",
     "test_train_step": "train",
 }
-_VAR_ID = re.compile(r"::(?P<test>\w+)\[(?P<model>[^\]]+)\]$")
+_VAR_ID = re.compile(r"::(?P<test>\w+)\[(?P<model>[^\]]+?)\]$")
+_THROUGHPUT_ID = re.compile(r"-b\d+$")
 
 
 def var_table(records: list[Any]) -> list[str]:
@@ -172,7 +170,7 @@ def var_table(records: list[Any]) -> list[str]:
     rows: dict[str, dict[str, Any]] = {}
     for rec in records:
         match = _VAR_ID.search(rec.nodeid)
-        if rec.key is not None or not match or match["test"] not in VAR_COLUMNS:
+        if rec.key is not None or not match or match["test"] not in VAR_COLUMNS or _THROUGHPUT_ID.search(match["model"]):
             continue
         row = rows.setdefault(match["model"], {})
         row[VAR_COLUMNS[match["test"]]] = rec.gflops
@@ -188,4 +186,68 @@ def var_table(records: list[Any]) -> list[str]:
         cells = [f"{row[c]:,.1f}" if c in row else "-" for c in ("forward", "image", "generate", "train")]
         params = f"{row['params']:,}" if "params" in row else "-"
         lines.append(f"{model:<7} {params:>14} {cells[0]:>15} {cells[1]:>13} {cells[2]:>16} {cells[3]:>18}")
+    return lines
+
+
+# --------------------------------------------------------------------------- memory
+
+CARDS_GB = (24, 80)
+GB = 1e9
+
+
+def _fits(peak: int | None) -> str:
+    """``24/80``: fits both cards; ``80``: only the 80 GB one; ``-``: neither (decimal GB, as datasheets print)."""
+    if peak is None:
+        return "?"
+    fitting = [f"{card}" for card in CARDS_GB if peak <= card * GB]
+    return "/".join(fitting) if fitting else "-"
+
+
+def _inference_peak(tests: dict[tuple[str, str, str | None], Any], suite: str, param: str, batch: int) -> int | None:
+    """VAR: generation; DiT: a sampling step and the VAE decode with both models loaded; ViT: the forward."""
+    if suite == "var":
+        rec = tests.get(("var", "test_generate", param))
+        return None if rec is None else rec.peak_bytes
+    if suite == "vit":
+        rec = tests.get(("vit", "test_forward", param))
+        return None if rec is None else rec.peak_bytes
+    step = tests.get(("dit", "test_sampling_step", param))
+    decode = decode_record({(*key, batch): rec for key, rec in tests.items()}, batch)
+    if step is None or decode is None or step.peak_bytes is None or decode.peak_bytes is None:
+        return None
+    step_weights, decode_weights = step.peak_split.get("weights", 0), decode.peak_split.get("weights", 0)
+    return max(step.peak_bytes + decode_weights, decode.peak_bytes + step_weights)
+
+
+def memory_table(records: Iterable[Any]) -> list[str]:
+    """One line per model: weights, and peak GB and the cards it fits for inference (batch 1 and 16) and training."""
+    records = list(records)
+    batches = {1: _by_test(records, 1), THROUGHPUT_BATCH: _by_test(records, THROUGHPUT_BATCH)}
+    rows = []
+    for (suite, test, param), rec in batches[1].items():
+        if test not in ("test_transformer_forward", "test_forward") or param is None or suite not in _FAMILY:
+            continue
+        if rec.peak_bytes is None:
+            continue
+        cells = []
+        for kind in ("inference", "train"):
+            for batch, tests in batches.items():
+                if kind == "inference":
+                    peak = _inference_peak(tests, suite, param, batch)
+                else:
+                    train = tests.get(("var", "test_train_step", param)) if suite == "var" else None
+                    peak = None if train is None else train.peak_bytes
+                cells.append("-" if peak is None else f"{peak / GB:,.2f} {_fits(peak):>5}")
+        rows.append((suite, rec.params, _model_name(suite, param), rec.peak_split.get("weights", 0), cells))
+    if not rows:
+        return []
+    order = {"var": 0, "dit": 1, "vit": 2}
+    rows.sort(key=lambda r: (order.get(r[0], 9), r[1]))
+    what = ("inference b1", f"inference b{THROUGHPUT_BATCH}", "train step b1", f"train step b{THROUGHPUT_BATCH}")
+    lines = [
+        f"{'model':<10} {'weights GB':>10}  " + "  ".join(f"{w:>17}" for w in what),
+        f"{'':<10} {'':>10}  " + "  ".join(f"{'peak GB  fits':>17}" for _ in what),
+    ]
+    for _, _, model, weights, cells in rows:
+        lines.append(f"{model:<10} {weights / GB:>10,.2f}  " + "  ".join(f"{c:>17}" for c in cells))
     return lines

@@ -11,6 +11,7 @@ A ``Cost(exact, elementwise)`` splits a hand-derived MAC count in two:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,8 @@ def check_split(by_category: dict[str, int], cost: Cost) -> None:
     assert published == cost.exact, f"matmul/conv/attention: measured {published:,}, analytic {cost.exact:,}"
     rest = by_category["norm"] + by_category["elementwise"]
     assert rest == cost.elementwise, f"norm/elementwise: measured {rest:,}, analytic {cost.elementwise:,}"
+
+
+def weight_bytes(module: Any) -> int:
+    """Bytes of a module's parameters and buffers, from its tensors: what stays resident through a call."""
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))

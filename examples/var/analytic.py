@@ -281,12 +281,14 @@ def train_backward(shape: VarShape, batch: int = 1) -> Cost:
 def parameter_groups(shape: VarShape) -> tuple[int, int]:
     """(decayed, not decayed) parameter elements of VAR's two AdamW groups (``filter_params``)."""
     c, d = shape.width, shape.depth
-    if shape.shared_adaln:
-        raise NotImplementedError("the training step is modelled for d16 .. d30")
     # per block: ada_lin 6C^2, mat_qkv 3C^2, proj C^2, fc1 4C^2, fc2 4C^2 decayed; their biases
-    # (6C, C, 4C, C), q_bias and v_bias (C each) and scale_mul (H) not
-    decayed = d * 18 * c * c + VAE_CHANNELS * c + (NUM_CLASSES + 1) * c + 2 * c * c + VOCAB_SIZE * c
+    # (6C, C, 4C, C), q_bias and v_bias (C each) and scale_mul (H) not. d36-s (shared AdaLN): one
+    # ada_lin (6C^2 decayed, 6C not) for all blocks, and per block ada_gss (6C, a no-decay key) instead
+    ada_blocks, ada_shared = (0, 6 * c * c) if shape.shared_adaln else (6 * c * c, 0)
+    decayed = d * (12 * c * c + ada_blocks) + ada_shared + VAE_CHANNELS * c + (NUM_CLASSES + 1) * c + 2 * c * c + VOCAB_SIZE * c
     not_decayed = d * (14 * c + shape.heads) + c + c + shape.length * c + len(shape.patch_nums) * c + 2 * c + VOCAB_SIZE
+    if shape.shared_adaln:
+        not_decayed += 6 * c
     return decayed, not_decayed
 
 

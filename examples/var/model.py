@@ -16,6 +16,7 @@ Public entry points:
 - ``dummy_inputs(resolution=256, batch=1, device="meta")`` -> (labels, tokens, images)
 - ``VARImageForward(vqvae, var)``: ``forward(images, labels)`` -> logits (B, L, V)
 - ``VARGenerate(vqvae, var, cfg=4.0, top_k=900, top_p=0.96)``: ``forward(labels)`` -> images in [0, 1]
+- ``VARScaleStep(var)`` and ``scale_step_inputs(var, step, batch)``: the transformer's part of one generation step
 - ``VARTrainStep(vqvae, var)``: ``forward(images, labels)`` -> the training loss, as VAR's trainer computes it
 - ``var_optimizer(var)``: AdamW over VAR's two parameter groups, as VAR's trainer builds it
 """
@@ -642,6 +643,43 @@ class VARGenerate(nn.Module):
                 tokens = nxt.repeat(2, 1, 1)
                 start += count
         return f_hat
+
+
+class VARScaleStep(nn.Module):
+    """The transformer's part of one generation step, alone: ``forward(tokens, cond_BD, *cache)``.
+
+    ``tokens`` (2B, pn_k^2, C) are the step's new tokens (conditional and "no class" rows),
+    ``cond_BD`` (2B, C) their class embeddings, and ``cache`` the keys of every block, then the
+    values of every block, each (2B, H, tokens of the earlier scales, 64), as the KV cache holds
+    them when step k starts (empty at step 0). Returns the step's logits (2B, pn_k^2, V): what
+    ``VARGenerate`` spends in ``var.run_blocks`` at step k, for per-scale figures.
+    """
+
+    def __init__(self, var: VAR) -> None:
+        super().__init__()
+        self.var = var
+
+    def forward(self, tokens: Tensor, cond_BD: Tensor, *cache: Tensor) -> Tensor:
+        blocks = self.var.blocks
+        self.var.set_kv_cache(True)
+        try:
+            if cache:
+                for i, block in enumerate(blocks):
+                    block.attn.cached_k, block.attn.cached_v = cache[i], cache[len(blocks) + i]
+            return self.var.run_blocks(tokens, cond_BD, None)
+        finally:
+            self.var.set_kv_cache(False)
+
+
+def scale_step_inputs(var: VAR, step: int, batch: int = 1, device: str | torch.device = "meta") -> tuple[Tensor, ...]:
+    """``VARScaleStep`` inputs for step ``step`` of generating ``batch`` images: (tokens, cond_BD, *cache)."""
+    pns = var.patch_nums
+    rows, earlier = 2 * batch, sum(pn * pn for pn in pns[:step])
+    tokens = torch.zeros(rows, pns[step] ** 2, var.width, device=device)
+    cond = torch.zeros(rows, var.width, device=device)
+    head_dim = var.width // var.heads
+    cache = [torch.zeros(rows, var.heads, earlier, head_dim, device=device) for _ in range(2 * var.depth)] if earlier else []
+    return (tokens, cond, *cache)
 
 
 # --------------------------------------------------------------------------- training
