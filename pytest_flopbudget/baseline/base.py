@@ -46,6 +46,7 @@ class Base:
     entries: dict[str, baseline_file.Entry] = field(default_factory=dict)
     exists: bool = True
     commit: str | None = None  # the commit a ref resolved to
+    capture: str | None = None  # the capture its counts were made with (store.recorded_capture)
 
     def header(self) -> str:
         """The run header's line about the base (printed once)."""
@@ -62,6 +63,7 @@ class Base:
             "source": self.source,
             "exists": self.exists,
             "commit": self.commit,
+            "capture": self.capture,
             "entries": {
                 rid: [e.macs, dict(e.modules), dict(e.phases), e.peak_bytes, e.bytes_moved, {d: list(t) for d, t in e.time.items()}]
                 for rid, e in self.entries.items()
@@ -76,7 +78,7 @@ class Base:
                                      time={d: baseline_file.Timing(int(t[0]), str(t[1])) for d, t in row[5].items()} if len(row) > 5 else {})
             for rid, row in data["entries"].items()
         }
-        return cls(data["label"], data["source"], entries, bool(data["exists"]), data.get("commit"))
+        return cls(data["label"], data["source"], entries, bool(data["exists"]), data.get("commit"), data.get("capture"))
 
 
 # --------------------------------------------------------------------------- a file
@@ -92,7 +94,8 @@ def from_file(path: Path, shown: str) -> Base:
         loaded = baseline_file.load(path)
     except baseline_file.BaselineError as exc:
         raise BaseError(f"--flop-base: {_base_problem(exc)}; fix the base file or pass another one") from None
-    return Base(label=path.name, source=str(path), entries=loaded.entries, exists=True)
+    return Base(label=path.name, source=str(path), entries=loaded.entries, exists=True,
+                capture=baseline_file.recorded_capture(loaded.meta))
 
 
 # --------------------------------------------------------------------------- a git ref
@@ -120,7 +123,8 @@ def from_ref(ref: str, baseline: Path, rootdir: Path, timeout: float = GIT_TIMEO
     except baseline_file.BaselineError as exc:
         raise BaseError(f"--flop-base-ref: {_base_problem(exc)}; fix the file on that branch "
                         f"(or point --flop-base-ref at another ref)") from None
-    return Base(label=ref, source=source, entries=loaded.entries, exists=True, commit=commit)
+    return Base(label=ref, source=source, entries=loaded.entries, exists=True, commit=commit,
+                capture=baseline_file.recorded_capture(loaded.meta))
 
 
 def _inside(baseline: Path, top: Path) -> str:

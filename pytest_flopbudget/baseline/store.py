@@ -77,6 +77,16 @@ _AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 _CONFLICT = re.compile(r"^(<{7}|={7}|>{7})(\s|$)")
 
 
+def recorded_capture(meta: dict[str, object]) -> str | None:
+    """The capture a baseline's counts were made with: ``meta.capture``, written since the default counter
+    moved to the dispatch capture; before that, the counter tells (``torchprofile`` traced, ``flop_counter``
+    dispatched); None when neither is recorded."""
+    capture = meta.get("capture")
+    if isinstance(capture, str):
+        return capture
+    return {"torchprofile": "trace", "flop_counter": "dispatch", "trace": "trace"}.get(str(meta.get("counter")))
+
+
 class BaselineError(Exception):
     """The baseline file cannot be read or written. The message names the file and the fix."""
 

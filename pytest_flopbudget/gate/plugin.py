@@ -9,6 +9,7 @@ the only process that writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Generator
 from typing import Any
@@ -35,7 +36,9 @@ from pytest_flopbudget.gate.session import (
     STATE,
     FlopSession,
     RunState,
+    capture_of,
     environment,
+    other_capture,
     records,
 )
 from pytest_flopbudget.gate.settings import Settings, add_options, resolve
@@ -144,6 +147,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     for name in ("counter", "torch", "torchprofile"):
         if recorded.get(name) and now.get(name) and recorded[name] != now[name]:
             lines.append(f"flopbudget: WARNING baseline recorded with {name} {recorded[name]}, this run uses {now[name]}: counts may differ")
+    lines.extend(f"flopbudget: WARNING {note}" for note in _capture_notes(state) if note)
     return lines
 
 
@@ -307,6 +311,9 @@ class FlopMeter:
         ceiling = settings.default_gflops if default_budget else budget.gflops
         record_id = item.nodeid if key is None else f"{item.nodeid}#{key}"
         entry = state.baseline.entries.get(record_id)
+        capture_notes = _capture_notes(state)
+        if entry is not None and capture_notes[0]:  # counts of another capture: its bytes and times are not compared
+            entry = dataclasses.replace(entry, bytes_moved=None, time={})
         verdict = judge(
             result.macs,
             ceiling_gflops=ceiling,
@@ -319,6 +326,8 @@ class FlopMeter:
         )
         base = state.base
         base_entry = None if base is None else base.entries.get(record_id)
+        if base_entry is not None and capture_notes[1]:
+            base_entry = dataclasses.replace(base_entry, bytes_moved=None, time={})
         if base is not None and verdict.failure is None and verdict.status not in ("over-budget", "regressed"):
             raised = judge_base(
                 result.macs,
@@ -365,7 +374,18 @@ class FlopMeter:
         verdict = _memory_verdict(record, verdict, result, budget, entry, base_entry, state)
         verdict = _time_verdict(record, verdict, budget, entry, base_entry, state)
         record.message = explain(record, verdict, result, settings, "" if base is None else base.source, default_budget=default_budget)
+        if verdict.failure or verdict.warning:
+            record.message += "".join(f"\n  note: {note}" for note in capture_notes if note)
         return record, verdict
+
+
+def _capture_notes(state: RunState) -> tuple[str | None, str | None]:
+    """The notes for a baseline and a base recorded with another capture than this run's (None where the same)."""
+    now = state.env.get("capture") or capture_of(state.settings.counter)
+    recorded = other_capture(baseline_file.recorded_capture(state.baseline.meta), now, state.settings.baseline.name)
+    base = state.base
+    against = None if base is None else other_capture(base.capture, now, f"the base {base.label}")
+    return recorded, against
 
 
 def _memory_verdict(record: Record, verdict: Verdict, result: FlopResult, budget: Budget, entry: Any, base_entry: Any,

@@ -41,6 +41,24 @@ class RunState:
 STATE = pytest.StashKey[RunState]()
 
 
+def capture_of(counter: str) -> str:
+    """The capture a counter runs first: the TorchScript trace for ``trace``, else the dispatch capture."""
+    return "trace" if counter == "trace" else "dispatch"
+
+
+def other_capture(recorded: str | None, now: str, name: str) -> str | None:
+    """The note for counts of ``name`` made with another capture than this run's, or None.
+
+    The MACs are the same with both captures wherever both run, and are compared; bytes moved (each capture
+    sees its own operators: the dispatcher's decompositions move more) and the times estimated from them
+    are not."""
+    if recorded is None or recorded == now:
+        return None
+    return (f"{name} was recorded with the {recorded} capture, this run counts with the {now} capture: MACs are "
+            "compared (the same wherever both run), bytes moved and time estimates are not, and module tables may "
+            "name deeper modules; --flop-update records them with this capture")
+
+
 def environment(settings: Settings) -> dict[str, str]:
     """Versions that decide a count, read from package metadata (torch is not imported)."""
     import platform
@@ -48,7 +66,8 @@ def environment(settings: Settings) -> dict[str, str]:
 
     from pytest_flopbudget import __version__
 
-    env = {"python": platform.python_version(), "pytest-flopbudget": __version__, "counter": settings.counter}
+    env = {"python": platform.python_version(), "pytest-flopbudget": __version__, "counter": settings.counter,
+           "capture": capture_of(settings.counter)}
     for lib in ("torch", "torchprofile"):
         try:
             env[lib] = version(lib)
@@ -132,7 +151,7 @@ def _write_baseline(session: pytest.Session, state: RunState) -> None:
     refusal = _prune_refusal(session, state) if settings.prune else None
     if refusal:
         state.outcome.append(f"flopbudget: --flop-prune skipped: {refusal}")
-    env_meta = {"schema": baseline_file.SCHEMA, **{k: v for k, v in state.env.items() if k in ("counter", "torch", "torchprofile")}}
+    env_meta = {"schema": baseline_file.SCHEMA, **{k: v for k, v in state.env.items() if k in ("counter", "capture", "torch", "torchprofile")}}
     summary: dict[str, Any] = {}
 
     def change(current: baseline_file.Baseline) -> tuple[dict[str, Any], dict[str, Any]] | None:
