@@ -93,6 +93,8 @@ def run(name: str, path: str) -> int:
         import torch
 
         import pytest_flopbudget
+        import pytest_flopbudget.engine.count  # noqa: F401  (the engine, which measure() imports on first use:
+        # loaded here like torch and the model's library, so the first count's time is the count's own)
         from pytest_flopbudget import measure
 
         from . import snapshot
