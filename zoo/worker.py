@@ -92,9 +92,10 @@ def run(name: str, path: str) -> int:
     try:
         import torch
 
+        # The engine, which measure() imports on first use, is loaded here like torch and the model's
+        # library, so that the first count's time is the count's own.
         import pytest_flopbudget
-        import pytest_flopbudget.engine.count  # noqa: F401  (the engine, which measure() imports on first use:
-        # loaded here like torch and the model's library, so the first count's time is the count's own)
+        import pytest_flopbudget.engine.count
         from pytest_flopbudget import measure
 
         from . import snapshot

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -203,15 +203,22 @@ def _with_memory(backend: Callable[..., Tally]) -> Callable[..., Tally]:
     """``backend`` that also measures peak memory: inline in the dispatch capture; after a trace (which
     keeps tensors alive for its graph, so cannot see frees) by one more pass that only watches liveness."""
 
-    def run(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool) -> Tally:
+    def run(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool,
+            checks: AnsweredChecks | None = None) -> Tally:
         if backend is dispatch.run:
-            return dispatch.run(fn, module, args, kwargs, meta, memory=True)
+            return dispatch.run(fn, module, args, kwargs, meta, memory=True, checks=checks)
         tally = backend(fn, module, args, kwargs, meta)
         if tally.memory is None:
             tally.memory = liveness_pass(fn, module, args, kwargs, meta)
         return tally
 
+    run.dispatches = backend is dispatch.run  # type: ignore[attr-defined]  # read by _dispatches
     return run
+
+
+def _dispatches(backend: Callable[..., Tally]) -> bool:
+    """Whether ``backend`` is the dispatch capture (alone, or with peak memory)."""
+    return backend is dispatch.run or bool(getattr(backend, "dispatches", False))
 
 
 # ---- entry point ----------------------------------------------------------------
@@ -249,11 +256,12 @@ def _meta_first(
     """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
     nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in _state(module)))
     try:
-        # The dispatch counter answers transformers' known input checks on meta (the trace never reads them).
-        checks = AnsweredChecks() if backend is dispatch.run else None
-        with guard(module) as lost, weights_on_meta(module), checks if checks is not None else nullcontext():
+        # The dispatch capture answers transformers' known input checks on meta (the trace never reads them),
+        # in its own mode.
+        checks = AnsweredChecks() if _dispatches(backend) else None
+        with guard(module) as lost, weights_on_meta(module):
             margs, mkwargs = to_meta((args, kwargs))
-            tally = backend(fn, module, margs, mkwargs, True)
+            tally = backend(fn, module, margs, mkwargs, True, checks=checks) if checks is not None else backend(fn, module, margs, mkwargs, True)
         notes.extend(lost + (checks.notes() if checks is not None else []))
         return tally, "meta"
     except Exception as exc:

@@ -448,6 +448,71 @@ def test_every_shape_function_is_checked_here() -> None:
     assert not missing, missing
 
 
+# ---- the memo of slow meta kernels ------------------------------------------------------
+
+
+def _memo_cases() -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
+    strided = meta(1, 8, 256, 16, dtype=torch.bfloat16)[..., ::2]  # a rotary embedding's half of the channels
+    cases: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [
+        (aten.mul.Tensor, (strided, meta(1, 1, 256, 8, dtype=torch.bfloat16)), {}),
+        (aten.mul.Tensor, (strided, meta(256, 1)), {}),  # promoted to float32
+        (aten.tril.default, (meta(64, 64),), {}),
+        (aten.tril.default, (meta(64, 64).t(), 1), {}),
+        (aten.cumsum.default, (meta(4, 9, dtype=torch.int64), 1), {}),
+        (aten.cumsum.default, (meta(4, 9), 0), {"dtype": torch.float64}),
+        (aten.floor_divide.default, (meta(7, 3, dtype=torch.int64), meta(3, dtype=torch.int64)), {}),
+        (aten.topk.default, (meta(5, 40), 4), {}),  # two outputs
+        (aten.cat.default, ([strided, strided], 1), {}),
+        (aten.add.Tensor, (meta(3, 4, dtype=torch.int64), 1.5), {}),  # a Python float: the default dtype
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_memo_outputs_equal_the_kernels(monkeypatch: pytest.MonkeyPatch, default: torch.dtype) -> None:
+    """A remembered output has the shape, strides, dtype and offset of the kernel's, for the same
+    operator and input layout, under either default dtype; a second layout is computed, not reused."""
+    from pytest_flopbudget.engine.fastmeta import memo
+
+    monkeypatch.setattr(memo, "SLOW_S", 0.0)  # every operator remembered
+    memo.clear()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        for op, args, kwargs in _memo_cases():
+            expected = describe(op(*args, **kwargs))
+            first = memo.run(op, args, kwargs)
+            remembered = memo.run(op, args, kwargs)
+            assert describe(first) == describe(remembered) == expected, op
+        assert len(memo._outputs) == len(_memo_cases())
+        # a view is never remembered (its output aliases its input), nor a call on a real tensor
+        assert memo.run(aten.t.default, (meta(3, 4),), {}).shape == (4, 3)
+        assert memo.run(aten.mul.Tensor, (torch.ones(2), torch.ones(2)), {}).tolist() == [1.0, 1.0]
+        assert len(memo._outputs) == len(_memo_cases()) and memo._slow[aten.t.default] is False
+    finally:
+        torch.set_default_dtype(before)
+        memo.clear()
+
+
+def test_memo_remembers_only_slow_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator whose first meta call took less than ``SLOW_S`` (torch's C++ kernels) runs every
+    time, nothing remembered; the decision is made once per operator."""
+    from pytest_flopbudget.engine.fastmeta import memo
+
+    memo.clear()
+    try:
+        x = meta(4, 4)
+        monkeypatch.setattr(memo, "SLOW_S", float("inf"))
+        memo.run(aten.tril.default, (x,), {})
+        memo.run(aten.tril.default, (x,), {})
+        assert memo._slow == {aten.tril.default: False} and not memo._outputs
+        monkeypatch.setattr(memo, "SLOW_S", 0.0)
+        memo.run(aten.tril.default, (x,), {})
+        assert not memo._outputs  # decided on its first call
+    finally:
+        memo.clear()
+
+
 # ---- counts: the fast path against torch's plain meta kernels ---------------------------
 
 

@@ -24,7 +24,9 @@ import torch
 
 from pytest_flopbudget.engine.context import PlainMode
 
-__all__ = ["KNOWN_CHECKS", "AnsweredChecks"]
+__all__ = ["KNOWN_CHECKS", "LOCAL_SCALAR", "AnsweredChecks"]
+
+LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default  # a value read: bool(), .item(), an ``if`` on a tensor
 
 _DEPTH = 40  # frames searched above the read for the checking function (the modes in between take ~4 each)
 
@@ -68,14 +70,25 @@ class AnsweredChecks(PlainMode):
         self.assumptions: list[str] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
-        if func is torch.ops.aten._local_scalar_dense.default and _meta_bool(args):
-            key = _checking_function()
-            if key is not None:
-                answer, assumption = KNOWN_CHECKS[key]
-                if assumption not in self.assumptions:
-                    self.assumptions.append(assumption)
+        if func is LOCAL_SCALAR:
+            answer = self.answer(args)
+            if answer is not None:
                 return answer
         return func(*args, **(kwargs or {}))
+
+    def answer(self, args: tuple[Any, ...]) -> bool | None:
+        """The answer to a value read (``aten::_local_scalar_dense`` of ``args``) made inside a known check, or
+        None (the read is no known check's: it runs, and raises on meta). A capture's own dispatch mode asks
+        this directly, sparing every operator a pass through one more mode."""
+        if not _meta_bool(args):
+            return None
+        key = _checking_function(_DEPTH + 4)
+        if key is None:
+            return None
+        answer, assumption = KNOWN_CHECKS[key]
+        if assumption not in self.assumptions:
+            self.assumptions.append(assumption)
+        return bool(answer)
 
     def notes(self) -> list[str]:
         return [f"assumed on meta: {assumption}" for assumption in self.assumptions]

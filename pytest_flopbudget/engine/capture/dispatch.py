@@ -50,10 +50,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
 from pytest_flopbudget.engine import fastmeta, rules
+from pytest_flopbudget.engine.capture.checks import LOCAL_SCALAR, AnsweredChecks
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
+from pytest_flopbudget.engine.fastmeta import memo
 from pytest_flopbudget.engine.memory import Liveness, call_bytes, record
 from pytest_flopbudget.engine.memory.liveness import input_tensors, module_state
-from pytest_flopbudget.engine.memory.traffic import kind_of
+from pytest_flopbudget.engine.memory.traffic import dtype_name, kind_of
 from pytest_flopbudget.engine.meta import meta_output
 from pytest_flopbudget.engine.rules.attention import READS_OFFSETS
 from pytest_flopbudget.results import conventions
@@ -97,7 +99,7 @@ def _variable(value: Any, index: int, offsets: bool = False) -> Variable:
     tensor); a list's items (tensors as shapes); a constant's value."""
     name = str(index)
     if isinstance(value, torch.Tensor):
-        return Variable(name=name, dtype=str(value.dtype), shape=_shape(value), value=_offsets(value) if offsets else None)
+        return Variable(name=name, dtype=dtype_name(value.dtype, "torch."), shape=_shape(value), value=_offsets(value) if offsets else None)
     if isinstance(value, (list, tuple)):
         items = [_shape(v) if isinstance(v, torch.Tensor) else _plain(v) for v in value]
         return Variable(name=name, dtype="list", value=items)
@@ -117,23 +119,43 @@ def _outputs(out: Any) -> list[Variable]:
     return [_variable(v, -1 - i) for i, v in enumerate(items)]
 
 
+_Param = tuple[str, bool, bool, Any, bool]  # name, kwarg-only, has a default, the default, a Tensor
+_SIGNATURES: dict[int, tuple[Any, tuple[int, frozenset[str], tuple[_Param, ...]]]] = {}
+
+
+def _signature(schema: Any) -> tuple[int, frozenset[str], tuple[_Param, ...]]:
+    """A schema's arguments as plain tuples, read once per schema (each ``schema.arguments`` builds them
+    anew). Keyed by identity (a schema with a list default does not hash); the schema is held, so its id
+    is never reused."""
+    held = _SIGNATURES.get(id(schema))
+    if held is not None and held[0] is schema:
+        return held[1]
+    params = tuple(
+        (a.name, a.kwarg_only, a.has_default_value(), a.default_value if a.has_default_value() else None,
+         isinstance(a.type, torch._C.TensorType))
+        for a in schema.arguments
+    )
+    entry = (sum(1 for p in params if not p[1]), frozenset(p[0] for p in params), params)
+    _SIGNATURES[id(schema)] = (schema, entry)
+    return entry
+
+
 def _bind(schema: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
     """The arguments in schema order (defaults filled in), or None when they do not fit this schema."""
-    params = schema.arguments
-    positional = [a for a in params if not a.kwarg_only]
-    if len(args) > len(positional) or any(k not in {a.name for a in params} for k in kwargs):
+    positional, names, params = _signature(schema)
+    if len(args) > positional or (kwargs and any(k not in names for k in kwargs)):
         return None
     bound = []
-    for i, arg in enumerate(params):
-        if i < len(args) and not arg.kwarg_only:
+    for i, (name, kwarg_only, has_default, default, is_tensor) in enumerate(params):
+        if i < len(args) and not kwarg_only:
             value = args[i]
-        elif arg.name in kwargs:
-            value = kwargs[arg.name]
-        elif arg.has_default_value():
-            value = arg.default_value
+        elif name in kwargs:
+            value = kwargs[name]
+        elif has_default:
+            value = default
         else:
             return None
-        if isinstance(arg.type, torch._C.TensorType) and not isinstance(value, torch.Tensor):
+        if is_tensor and not isinstance(value, torch.Tensor):
             return None
         bound.append(value)
     return bound
@@ -228,6 +250,10 @@ class _Capture:
         self.recent: list[tuple[str, str, int]] = []  # the last priced calls: operator, module, MACs
         self.kinds: dict[Any, tuple[str, int]] = {}  # dispatched op -> (name, FREE | PRICED | UNPRICED)
         self.live: Liveness | None = None  # peak memory, where watched
+        # On meta with the fast path on, the shape functions of engine/fastmeta (the FastMeta mode below would
+        # give the same outputs, one mode later), and the answers to known input checks (AnsweredChecks)
+        self.shapes: dict[Any, Callable[..., Any]] | None = None
+        self.checks: AnsweredChecks | None = None
         self.recent_costs: list[tuple[str, str, str, int, int, int]] = []  # cost keys of ``recent``
 
     def module(self) -> str:
@@ -347,9 +373,21 @@ class _Dispatch(TorchDispatchMode):
         kwargs = kwargs or {}
         if isinstance(func, HigherOrderOperator):
             return _higher_order(self, func, args, kwargs)
-        out = meta_output(func, args, kwargs)
+        out = None
+        state = self.state
+        if state.shapes is not None:  # the FastMeta mode's work, done here: one mode less per operator
+            shape_fn = state.shapes.get(func)
+            if shape_fn is not None:
+                out = shape_fn(*args, **kwargs) if kwargs else shape_fn(*args)
         if out is None:
-            out = func(*args, **kwargs)
+            if func is LOCAL_SCALAR and state.checks is not None:
+                answer = state.checks.answer(args)
+                if answer is not None:
+                    return answer
+            out = meta_output(func, args, kwargs)
+            if out is None:
+                # torch's kernel; on the fast meta path, its slow meta kernels' outputs remembered by input layout
+                out = func(*args, **kwargs) if state.shapes is None else memo.run(func, args, kwargs)
         if self.state.live is not None:
             self.state.allocated(func, out)
         if not self.state.muted:
@@ -488,7 +526,11 @@ class _Composites(TorchFunctionMode):
 
 @contextmanager
 def capture(
-    module: nn.Module | None = None, where: Callable[[], str] | None = None, live: Liveness | None = None
+    module: nn.Module | None = None,
+    where: Callable[[], str] | None = None,
+    live: Liveness | None = None,
+    shapes: dict[Any, Callable[..., Any]] | None = None,
+    checks: AnsweredChecks | None = None,
 ) -> Iterator[Tally]:
     """Count every operator that runs inside the block; yields the running :class:`Tally`.
 
@@ -497,10 +539,13 @@ def capture(
     under ``where()`` when given (a training step's backward names the module whose
     forward made the autograd node that runs), else under ``""``. Nothing is run
     differently: the block's code runs as it would. With ``live``, the storages each operator makes
-    are counted there (peak memory, :mod:`pytest_flopbudget.engine.memory.liveness`).
+    are counted there (peak memory, :mod:`pytest_flopbudget.engine.memory.liveness`). ``shapes`` (the fast
+    meta path's shape functions, where it is on) and ``checks`` (input checks answered on meta) are
+    applied by the capture's own mode.
     """
     state = _Capture(where)
     state.live = live
+    state.shapes, state.checks = shapes, checks
     state.tally.capture = "dispatch"
     with module_hooks(module, state.enter, state.leave) as names, _eager_flex_attention():
         state.names.extend(names)
@@ -525,15 +570,28 @@ def _eager_flex_attention() -> Iterator[None]:
         setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", before)  # noqa: B010
 
 
-def run(fn: Any, module: nn.Module | None, args: tuple[Any, ...], kwargs: dict[str, Any], meta: bool, memory: bool = False) -> Tally:
+def run(
+    fn: Any,
+    module: nn.Module | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    meta: bool,
+    memory: bool = False,
+    checks: AnsweredChecks | None = None,
+) -> Tally:
     """The dispatch counter: one call of ``fn(*args, **kwargs)`` inside :func:`capture`; with ``memory``,
-    the peak of live tensor bytes too (``Tally.memory``)."""
+    the peak of live tensor bytes too (``Tally.memory``); with ``checks``, known input checks are answered
+    on meta."""
     live = None
     if memory:
         live = Liveness()
         live.seed(module_state(module), "weights")
         live.seed(input_tensors((args, kwargs)), "activations")
-    with fastmeta.meta_mode(False) if meta else nullcontext(), capture(module, live=live) as tally:
+    # On meta, the capture's own mode applies the fast shape functions (the FastMeta mode would be one more
+    # mode for every operator, and for every output a shape function allocates).
+    shapes = fastmeta.SHAPES if meta and fastmeta.enabled() else None
+    with nullcontext() if shapes is not None or not meta else fastmeta.meta_mode(False), \
+            capture(module, live=live, shapes=shapes, checks=checks) as tally:
         out = fn(*args, **kwargs)
         del out
     if live is not None:

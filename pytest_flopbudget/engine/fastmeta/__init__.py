@@ -4,6 +4,8 @@
 functions; :mod:`.layout` the stride and broadcasting helpers; the other modules add the shape
 functions of one operator family each (elementwise, matrix products, reductions and norms,
 copies, convolutions and resizing, fills and factories). Importing this package registers them all.
+:mod:`.memo` remembers the outputs of torch's slow meta kernels (the calls no shape function covers)
+by the layout of their inputs, so a layer repeated, or a decoding step, runs each of them once.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from pytest_flopbudget.engine.fastmeta import memo
 from pytest_flopbudget.engine.meta import MetaTraceFix, meta_output, traced_convolution
 from pytest_flopbudget.engine.meta import meta_init as _meta_init
 
@@ -150,7 +151,7 @@ class FastMeta(TorchDispatchMode):
                 return traced_convolution(args)
         kwargs = kwargs or {}
         out = meta_output(func, args, kwargs)  # operators whose meta kernel refuses valid inputs
-        return func(*args, **kwargs) if out is None else out
+        return memo.run(func, args, kwargs) if out is None else out
 
 
 def shape_fn(*ops: Any) -> Callable[[ShapeFn], ShapeFn]:

@@ -43,8 +43,16 @@ ALLOCATES = frozenset({"aten::empty", "aten::empty_like", "aten::empty_strided",
                        "aten::new_empty_strided", "aten::empty_permuted"})
 
 
-def dtype_name(dtype: Any) -> str:
-    return str(dtype).removeprefix("torch.")
+_DTYPE_NAMES: dict[tuple[Any, str], str] = {}
+
+
+def dtype_name(dtype: Any, prefix: str = "") -> str:
+    """``float32`` for ``torch.float32`` (``prefix`` put before it), one ``str`` per dtype and process."""
+    try:
+        return _DTYPE_NAMES[dtype, prefix]
+    except KeyError:
+        name = _DTYPE_NAMES[dtype, prefix] = prefix + str(dtype).removeprefix("torch.")
+        return name
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
