@@ -4,15 +4,17 @@ Per case, in one fresh Python process each (this script re-invoked with ``--chil
 
   bare          ``model(*args)`` on the meta device under ``torch.no_grad()``, no counter (torch's own
                 meta execution)
-  default       ``measure(model, *args)`` with the defaults (counter "torchprofile", mode "auto")
+  default       ``measure(model, *args)`` with the defaults (counter "torchprofile": the dispatch capture,
+                mode "auto")
   ratio         best default / best bare (the two measured alternately, back to back)
-  dispatch      ``measure.using(counter="flop_counter")``
+  trace         ``measure.using(counter="trace")`` (the TorchScript trace capture, the default before)
   FlopCounter   ``torch.utils.flop_counter.FlopCounterMode`` around the same meta call
   torchprofile  plain ``torchprofile.profile_macs`` on a real-weight copy (where it runs; "-" where not)
   first         the default counter's first count in the process (lazy imports inside torch included)
 
-Every figure is the best of ``--repeat`` runs after the first; MACs of the default counter, the dispatch
-capture and plain torchprofile are printed too (the default's must be torchprofile's where it runs).
+Every figure is the best of ``--repeat`` runs after the first; MACs of the default counter, the trace
+capture and plain torchprofile are printed too (the default's must be torchprofile's where it runs, up to
+the operators torchprofile prices at zero: the routed experts' ``_grouped_mm``, see docs/counting.md).
 
 Cases: transformers 5 causal LMs built on meta from small configs (hidden 256, 4 layers, 256 tokens; the MoE models in bf16):
 Llama, Qwen3-MoE, Gemma-3, DeepSeek-V3; Llama generation with ``prefill_and_decode`` (64-token prompt,
@@ -145,7 +147,10 @@ def run_child(case: str, repeat: int) -> None:
         d, _ = _best(lambda: measure(model, *args), 1)
         bares.append(b)
         defaults.append(d)
-    dispatch_s, dispatch = _best(lambda: measure.using(counter="flop_counter")(model, *args), repeat)
+    try:
+        trace_s, trace_macs = _best(lambda: measure.using(counter="trace")(model, *args).macs, repeat)
+    except Exception as exc:
+        trace_s, trace_macs = None, f"{type(exc).__name__}"
 
     def flop_counter() -> int:
         with torch.no_grad(), FlopCounterMode(display=False) as mode:
@@ -167,8 +172,8 @@ def run_child(case: str, repeat: int) -> None:
             tp_macs = f"{type(exc).__name__}"
     print(json.dumps({
         "bare_s": min(bares), "default_s": min(defaults), "ratio": min(defaults) / min(bares), "first_s": first,
-        "dispatch_s": dispatch_s, "flop_counter_s": flop_s, "torchprofile_s": tp_s,
-        "macs": default.macs, "capture": default.capture, "dispatch_macs": dispatch.macs,
+        "trace_s": trace_s, "flop_counter_s": flop_s, "torchprofile_s": tp_s,
+        "macs": default.macs, "capture": default.capture, "trace_macs": trace_macs,
         "flop_counter_macs": flop_macs, "torchprofile_macs": tp_macs,
         "dynamo": "torch._dynamo" in sys.modules,
     }), flush=True)
@@ -181,6 +186,10 @@ def _s(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _n(value: Any) -> str:
+    return str(value) if value is None or isinstance(value, str) else format(value, ",")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
@@ -190,8 +199,8 @@ def main() -> None:
     if options.child:
         run_child(options.child, options.repeat)
         return
-    print("| case | bare meta s | default s | default/bare | first count s | dispatch s | FlopCounterMode s | torchprofile s | "
-          "capture | MACs default | MACs dispatch | MACs torchprofile | FlopCounterMode MACs |")
+    print("| case | bare meta s | default s | default/bare | first count s | trace s | FlopCounterMode s | torchprofile s | "
+          "capture | MACs default | MACs trace | MACs torchprofile | FlopCounterMode MACs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in options.cases:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--repeat", str(options.repeat)]
@@ -202,8 +211,8 @@ def main() -> None:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"| {case} | {_s(r['bare_s'])} | {_s(r['default_s'])} | {r['ratio']:.2f}x | {_s(r['first_s'])} | "
-              f"{_s(r['dispatch_s'])} | {_s(r['flop_counter_s'])} | {_s(r['torchprofile_s'])} | {r['capture']} | "
-              f"{r['macs']:,} | {r['dispatch_macs']:,} | {r['torchprofile_macs'] if r['torchprofile_macs'] is None or isinstance(r['torchprofile_macs'], str) else format(r['torchprofile_macs'], ',')} | "
+              f"{_s(r['trace_s'])} | {_s(r['flop_counter_s'])} | {_s(r['torchprofile_s'])} | {r['capture']} | "
+              f"{r['macs']:,} | {_n(r['trace_macs'])} | {r['torchprofile_macs'] if r['torchprofile_macs'] is None or isinstance(r['torchprofile_macs'], str) else format(r['torchprofile_macs'], ',')} | "
               f"{r['flop_counter_macs'] if isinstance(r['flop_counter_macs'], str) else format(r['flop_counter_macs'], ',')} |", flush=True)
 
 

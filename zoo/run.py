@@ -262,9 +262,9 @@ def _cell(text: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | family | GMACs | matmul/conv GMACs | published | time (s) | bare meta (s) | ratio "
-            "| capture | unpriced | status |")
-    lines = [head, "|" + "---|" * 11]
+    head = ("| model | family | GMACs | matmul/conv GMACs | published | time (s) | second count (s) | bare meta (s) "
+            "| ratio | capture | unpriced | status |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         published = ""
         if r.get("published") is not None:
@@ -280,7 +280,8 @@ def table(rows: list[dict]) -> str:
             r["model"], r["family"] + ("/" + r["group"] if r.get("group") else ""),
             _fmt(r["macs"] / 1e9 if r.get("macs") is not None else None),
             _fmt(r["published_macs"] / 1e9 if r.get("published_macs") is not None else None),
-            published, _fmt(r.get("count_s") if counted else None, 2), _fmt(r.get("bare_s"), 2),
+            published, _fmt(r.get("count_s") if counted else None, 2),
+            _fmt(r.get("count_warm_s") if counted else None, 2), _fmt(r.get("bare_s"), 2),
             _fmt(r.get("ratio") if counted else None, 2),
             capture, ", ".join(sorted(r.get("unpriced") or {})), status,
         )) + " |")
@@ -324,7 +325,7 @@ def write_docs(rows: list[dict], meta: dict, path: Path = DOCS) -> None:
         "`FlopResult.published_macs` (matmul, convolution, attention, recurrent: the convention of model",
         "cards), compared with **published** (the delta in brackets). **time** is the first count in the",
         "worker (after one bare forward has warmed the process, with the plugin's engine imported like the",
-        "model's library); **bare meta** is the same call as a plain",
+        "model's library); **second count** the quicker of two more counts in the same process; **bare meta** is the same call as a plain",
         "`torch.no_grad()` forward on meta in the same process (torch's own meta kernels); **ratio** is",
         "time / bare meta. **capture** is `FlopResult.capture` (`trace` or `dispatch`). **unpriced** lists",
         "the operators without a rule. **status**: `ok`; `damaged` (the model, its config, hooks, flags or",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ from pytest_flopbudget.engine.capture.trace import (
     TraceTooLong,
     trace,
 )
-from pytest_flopbudget.engine.context import _no_mha_fastpath, parameter_count
+from pytest_flopbudget.engine.context import _no_mha_fastpath, module_tensors, one_walk, parameter_count
 from pytest_flopbudget.engine.errors import (
     UNPRICED,
     MetaCountError,
@@ -224,11 +224,6 @@ def _dispatches(backend: Callable[..., Tally]) -> bool:
 # ---- entry point ----------------------------------------------------------------
 
 
-def _state(module: nn.Module) -> Iterator[torch.Tensor]:
-    yield from module.parameters()
-    yield from module.buffers()
-
-
 # The tracer's error for an output no traced operator made prints the tensor inside it, over many lines.
 _UNTRACED_OUTPUT = re.compile(r"output (\d+) \(.*\) of traced region", re.DOTALL)
 
@@ -254,12 +249,16 @@ def _meta_first(
     notes: list[str],
 ) -> tuple[Tally, str]:
     """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
-    nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in _state(module)))
+    with one_walk(module):  # all_meta, the guard and the weight swap read the module tree once
+        nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in module_tensors(module)))
     try:
         # The dispatch capture answers transformers' known input checks on meta (the trace never reads them),
         # in its own mode.
         checks = AnsweredChecks() if _dispatches(backend) else None
-        with guard(module) as lost, weights_on_meta(module):
+        with ExitStack() as stack:
+            with one_walk(module):
+                lost = stack.enter_context(guard(module))
+                stack.enter_context(weights_on_meta(module))
             margs, mkwargs = to_meta((args, kwargs))
             tally = backend(fn, module, margs, mkwargs, True, checks=checks) if checks is not None else backend(fn, module, margs, mkwargs, True)
         notes.extend(lost + (checks.notes() if checks is not None else []))

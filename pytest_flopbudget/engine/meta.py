@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.utils._pytree as pytree
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
-from pytest_flopbudget.engine.context import PlainMode
+from pytest_flopbudget.engine.context import PlainMode, module_tensors, named_modules
 
 _aten = torch.ops.aten
 
@@ -43,7 +43,7 @@ def all_meta(module: nn.Module | None, tree: Any) -> bool:
     """True when every parameter, buffer and input tensor already lives on meta."""
     tensors = [x for x in pytree.tree_leaves(tree) if isinstance(x, torch.Tensor)]
     if module is not None:
-        tensors += list(module.parameters()) + list(module.buffers())
+        tensors += module_tensors(module)
     return all(t.is_meta for t in tensors)
 
 
@@ -58,7 +58,7 @@ def weights_on_meta(module: nn.Module | None) -> Iterator[None]:
     swapped: dict[int, torch.Tensor] = {}
     try:
         if module is not None:
-            for mod in module.modules():
+            for _, mod in named_modules(module):
                 for store in (mod._parameters, mod._buffers):
                     for name, t in list(store.items()):
                         if t is None or t.is_meta or isinstance(t, UninitializedTensorMixin):

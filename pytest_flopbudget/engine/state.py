@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
+from pytest_flopbudget.engine.context import named_modules
+
 __all__ = ["guard"]
 
 _INTERNAL = frozenset(nn.Module().__dict__) | {"_parameters", "_buffers", "_modules"}
@@ -192,7 +194,7 @@ def _is_lazy(module: nn.Module) -> bool:
 def guard(module: nn.Module | None, copy_values: bool = False) -> Iterator[list[str]]:
     """Restore ``module``'s whole tensor state on exit (see the module docstring); yields a list that
     receives a note per tensor that was written in place and could not be restored."""
-    modules = module.named_modules() if module is not None else []
+    modules = named_modules(module) if module is not None else []
     # A lazy module is built by its first pass (its class changes): that is the user's first forward, kept.
     states = [_ModuleState(name, m, copy_values) for name, m in modules if not _is_lazy(m)]
     notes: list[str] = []

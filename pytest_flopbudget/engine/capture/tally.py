@@ -60,8 +60,11 @@ def submodules(module: nn.Module | None) -> list[tuple[str, nn.Module]]:
     forward runs in TorchScript, where no Python call of them is seen (its cost is its own)."""
     if module is None:
         return []
-    scripted = tuple(f"{name}." for name, sub in module.named_modules() if name and isinstance(sub, torch.jit.ScriptModule))
-    return [(name, sub) for name, sub in module.named_modules() if name and not name.startswith(scripted)]
+    named = list(module.named_modules())
+    scripted = tuple(f"{name}." for name, sub in named if name and isinstance(sub, torch.jit.ScriptModule))
+    if not scripted:
+        return named[1:] if named and not named[0][0] else [(name, sub) for name, sub in named if name]
+    return [(name, sub) for name, sub in named if name and not name.startswith(scripted)]
 
 
 @contextmanager
