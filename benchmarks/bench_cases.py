@@ -13,10 +13,10 @@ Cases (batch 1):
 Methods, each in a fresh Python process (this script re-invoked with ``--child``), so the peak
 RSS (``ru_maxrss``) is that method's:
 
-  engine        ``count(model, args)`` with the defaults (the TorchScript trace), model built on meta;
+  engine        ``count(model, args)`` with the defaults (the dispatch capture), model built on meta;
                 the same process also times a bare meta pass (``model(*args)`` under no_grad, no
                 counter) alternately with the count, best of N each: the "bare" column and the ratio
-  dispatch      ``count(..., counter="flop_counter")`` (dispatch capture), model on meta
+  trace         ``count(..., counter="trace")`` (the TorchScript trace capture), model on meta
   torchprofile  plain ``torchprofile.profile_macs`` on the real-weight CPU model
   flop_counter  plain ``torch.utils.flop_counter.FlopCounterMode`` on the real-weight CPU model
 
@@ -46,7 +46,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CASES = ("d16-forward", "d16-generate", "scan", "d16-real", "d30-process")
-METHODS = ("engine", "dispatch", "torchprofile", "flop_counter")
+METHODS = ("engine", "trace", "torchprofile", "flop_counter")
 
 
 # ---- models ------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def _flop_counter(model: Any, args: tuple) -> int:
 
 COUNTERS: dict[str, Callable[..., int]] = {
     "engine": _engine,
-    "dispatch": lambda model, args: _engine(model, args, "flop_counter"),
+    "trace": lambda model, args: _engine(model, args, "trace"),
     "torchprofile": _torchprofile,
     "flop_counter": _flop_counter,
 }
@@ -165,7 +165,7 @@ def run_child(method: str, case: str, repeat: int) -> None:
     macs = COUNTERS[method](model, args)
     first = time.perf_counter() - t2
     counts, bares = [first], []
-    if case not in ("d16-real", "d30-process") and method in ("engine", "dispatch"):
+    if case not in ("d16-real", "d30-process") and method in ("engine", "trace"):
         for _ in range(repeat):
             bares.append(_bare(model, args))
             start = time.perf_counter()
@@ -223,13 +223,13 @@ def report(results: dict[str, dict[str, Any]]) -> None:
     print("## Count time (best of N in one process; first call for d16-real) and process peak RSS\n")
     print("Ratios: best count / best bare pass in the same process; in parentheses the median and range of\n"
           "count / bare over the repetitions, each pair measured back to back.\n")
-    _row(["case", "this engine (trace)", "bare meta pass", "engine / bare", "this engine (dispatch)",
-          "dispatch / bare", "torchprofile, real", "FlopCounterMode, real", "GMACs (engine, dispatch, torchprofile, FlopCounterMode)"])
+    _row(["case", "this engine (default)", "bare meta pass", "engine / bare", "trace capture",
+          "trace / bare", "torchprofile, real", "FlopCounterMode, real", "GMACs (engine, trace, torchprofile, FlopCounterMode)"])
     _row(["---"] * 9)
     for case, row in results.items():
         if case == "d30-process":
             continue
-        eng, disp = row.get("engine"), row.get("dispatch")
+        eng, disp = row.get("engine"), row.get("trace")
         first = case == "d16-real"
         bare = eng["bare_s"] if eng and eng["bare_s"] else None
         ratio = lambda m: _ratio(m) if m and m["bare_s"] else "-"  # noqa: E731
@@ -268,7 +268,7 @@ def main() -> None:
     for case in args.cases:
         methods = {"d30-process": ["engine"], "d16-real": ["engine"]}.get(case, list(METHODS))
         if case == "d16-generate" and not args.real_generate:
-            methods = ["engine", "dispatch"]
+            methods = ["engine", "trace"]
         results[case] = {m: measure(m, case, args.repeat) for m in methods}
         print(f"  measured {case}", file=sys.stderr, flush=True)
     report(results)

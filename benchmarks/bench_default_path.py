@@ -183,7 +183,9 @@ def run_child(case: str, repeat: int) -> None:
 
 
 def _s(value: Any) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value >= 0.01 else f"{value:.6f}"  # a compiled module's pass: tens of microseconds
 
 
 def _n(value: Any) -> str:

@@ -66,8 +66,8 @@ def main() -> None:
     model = build_released(f"d{opts.depth}", device="meta")
     labels, tokens, _ = dummy_inputs(resolution=256, batch=1, device="meta")
     cases: dict[str, Callable[[bool], Any]] = {
-        "forward (trace)": lambda memory: count(model, (labels, tokens), memory=memory),
-        "forward (dispatch)": lambda memory: count(model, (labels, tokens), counter="flop_counter", memory=memory),
+        "forward (default)": lambda memory: count(model, (labels, tokens), memory=memory),
+        "forward (trace)": lambda memory: count(model, (labels, tokens), counter="trace", memory=memory),
         "training step, AdamW": lambda memory: count_train_step(
             model, (labels, tokens), optimizer=lambda p: torch.optim.AdamW(p), memory=memory),
     }
