@@ -377,6 +377,53 @@ def test_in_place_fills_return_self(dtype: torch.dtype) -> None:
     assert fastmeta.SHAPES[aten.uniform_.default](meta(2, dtype=torch.float32), -1.0, 1.0) is not None
 
 
+IN_PLACE_UNARY = [
+    ("relu_", ()), ("hardtanh_", (0.0, 6.0)), ("hardtanh_", ()), ("silu_", ()), ("hardswish_", ()), ("hardsigmoid_", ()),
+    ("sigmoid_", ()), ("tanh_", ()), ("mish_", ()), ("leaky_relu_", (0.2,)), ("elu_", ()), ("neg_", ()), ("exp_", ()),
+    ("mul_.Scalar", (2.0,)), ("add_.Scalar", (1,)), ("sub_.Scalar", (0.5, 2)), ("div_.Scalar", (3,)),
+    ("clamp_", (0.0, 1.0)), ("clamp_", (None, 1.0)), ("clamp_", ()), ("clamp_min_", (0.0,)), ("clamp_max_", (1.0,)),
+    ("gelu_", ()),
+]
+
+
+IN_PLACE_BINARY = ("add_.Tensor", "sub_.Tensor", "mul_.Tensor", "div_.Tensor")
+
+
+def _overload(name: str) -> Any:
+    packet, _, overload = name.partition(".")
+    return getattr(getattr(aten, packet), overload or "default")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_in_place_elementwise_return_self(dtype: torch.dtype) -> None:
+    """In-place activations, clamps and arithmetic: ``self`` back where torch returns it, torch's kernel
+    (and its errors) wherever the layout, dtype or other operand is not the plain case."""
+    check = Checks()
+    selves = [meta(3, 4, dtype=dtype), meta(4, 3, dtype=dtype).t(), meta(3, 8, dtype=dtype)[:, ::2],
+              meta(3, 16, dtype=dtype).chunk(4, 1)[2], meta(1, 4, dtype=dtype).expand(3, 4)]
+    for name, args in IN_PLACE_UNARY:
+        for x in selves:
+            check(_overload(name), x, *args)
+    for x in selves:
+        check(aten.gelu_.default, x, approximate="tanh")
+        check(aten.gelu_.default, x, approximate="cubic")
+    for name in IN_PLACE_BINARY:
+        for x in selves[:2]:
+            for other in (meta(3, 4, dtype=dtype), meta(4, dtype=dtype), meta(3, 1, dtype=dtype), meta(1, 1, 4, dtype=dtype),
+                          meta(5, dtype=dtype), meta(4, dtype=torch.float64), x, x[:, :1]):
+                check(_overload(name), x, other)
+        check(_overload(name), selves[0], meta(3, 4, dtype=dtype), alpha=2) if name in ("add_.Tensor", "sub_.Tensor") else None
+    assert not check.errors, check.errors[:5]
+    answered = {op for op in check.answered}
+    if dtype.is_floating_point:
+        wanted = {_overload(name) for name, _ in IN_PLACE_UNARY} | {_overload(n) for n in ("add_.Tensor", "mul_.Tensor")}
+        assert wanted <= answered, wanted - answered
+        x = selves[0]
+        assert fastmeta.SHAPES[aten.relu_.default](x) is x and fastmeta.SHAPES[aten.add_.Tensor](x, x) is x
+    else:
+        assert not answered  # integer tensors: torch's kernels decide
+
+
 @pytest.mark.parametrize("default", [torch.float32, torch.float64])
 def test_factories(default: torch.dtype) -> None:
     """Tensors made from sizes on meta: size, dtype (given or torch's default), contiguous strides;
@@ -444,6 +491,8 @@ def test_every_shape_function_is_checked_here() -> None:
     source = Path(__file__).read_text()
     enumerated = {op for op, fn in fastmeta.SHAPES.items() if fn is fm_elementwise._compare_number}
     enumerated |= set(_unary_ops()) | set(_binary_ops())
+    enumerated |= {_overload(name) for name, _ in IN_PLACE_UNARY} | {aten.gelu_.default}
+    enumerated |= {_overload(name) for name in IN_PLACE_BINARY}
     missing = sorted(str(op) for op in set(fastmeta.SHAPES) - enumerated if str(op) not in source)
     assert not missing, missing
 

@@ -26,7 +26,10 @@ from .mode import (
 @shape_fn(aten.native_layer_norm.default)
 def _layer_norm(x: Any, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, ...] | None:
     params = [t for t in (weight, bias) if t is not None]
-    if _same_float(x, *params) is None or not _canonical(x):
+    # torch's kernel makes its input contiguous first: any layout gives contiguous outputs (a permuted
+    # channels-last input, ConvNeXt's; its Python kernel's first call imports torch._dynamo, 1.5 s),
+    # except a contiguous input whose size-1 dimensions have other strides, which it keeps
+    if _same_float(x, *params) is None or (not _canonical(x) and x.is_contiguous()):
         return None
     axis = x.dim() - len(normalized_shape)
     if axis < 0 or list(x.shape[axis:]) != list(normalized_shape):
