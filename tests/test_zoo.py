@@ -175,3 +175,22 @@ def test_dit_matches_paper(rows, name):
     row = _row(rows, name)
     assert row["status"] == "ok", _explain(row)
     assert abs(row["macs"] / 1e9 - row["published"]) / row["published"] < 1e-3
+
+
+def test_the_docs_table_and_its_timing_summary() -> None:
+    """The table has a column per heading; the summary counts first and second counts against the bare forward."""
+    from zoo.run import table, timing_summary
+
+    rows = [
+        {"name": "a/x", "model": "x", "family": "a", "status": "ok", "macs": 2e9, "published_macs": 1e9,
+         "count_s": 0.5, "count_warm_s": 0.2, "bare_s": 0.4, "ratio": 1.25},
+        {"name": "a/y", "model": "y", "family": "a", "status": "ok", "macs": 1e9, "published_macs": 1e9,
+         "count_s": 0.1, "count_warm_s": 0.1, "bare_s": 0.2, "ratio": 0.5},
+        {"name": "a/z", "model": "z", "family": "a", "status": "error", "count_error": {"type": "E"}, "bare_s": 0.1},
+    ]
+    lines = table(rows).splitlines()
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "second count (s)" in lines[0] and "| 0.20 |" in lines[2]
+    (text,) = [line for line in timing_summary(rows) if line]
+    assert "costs less on 1 of 2 timed models" in text and "at most 1.25x, a/x" in text
+    assert "the second count on 2 of 2 (median 0.50x, at most 0.50x" in text

@@ -295,6 +295,23 @@ def status_counts(rows: list[dict]) -> dict[str, int]:
     return {s: n for s, n in counts.items() if n}
 
 
+def timing_summary(rows: list[dict]) -> list[str]:
+    """One paragraph: how the first and the second count compare with the bare meta forward."""
+    timed = [r for r in rows if r.get("ratio") is not None and (not r.get("count_error") or r.get("warn_result"))]
+    if not timed:
+        return []
+    first = sorted(timed, key=lambda r: r["ratio"])
+    warm = sorted((r for r in timed if r.get("count_warm_s") is not None), key=lambda r: r["count_warm_s"] / r["bare_s"])
+    text = (f"Time against the bare meta forward: the first count of the process costs less on "
+            f"{sum(r['ratio'] <= 1.0 for r in first)} of {len(first)} timed models (median "
+            f"{first[len(first) // 2]['ratio']:.2f}x, at most {first[-1]['ratio']:.2f}x, {first[-1]['name']})")
+    if warm:
+        ratios = [r["count_warm_s"] / r["bare_s"] for r in warm]
+        text += (f"; the second count on {sum(x <= 1.0 for x in ratios)} of {len(ratios)} (median "
+                 f"{ratios[len(ratios) // 2]:.2f}x, at most {ratios[-1]:.2f}x, {warm[-1]['name']})")
+    return ["", text + "."]
+
+
 def write_docs(rows: list[dict], meta: dict, path: Path = DOCS) -> None:
     counts = status_counts(rows)
     vers = meta.get("versions", {})
@@ -320,6 +337,7 @@ def write_docs(rows: list[dict], meta: dict, path: Path = DOCS) -> None:
         + (f"; {meta['host']}" if meta.get("host") else "") + ".",
         "",
         f"{len(rows)} models: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
+        *timing_summary(rows),
         "",
         "Columns: **GMACs** is `FlopResult.macs` (every priced operator); **matmul/conv GMACs** is",
         "`FlopResult.published_macs` (matmul, convolution, attention, recurrent: the convention of model",
