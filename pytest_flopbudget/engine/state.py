@@ -107,6 +107,14 @@ def _snapshot(value: Any, copy_values: bool, depth: int = 0) -> Any:
     return None
 
 
+_SCALARS = (int, float, bool, str, type(None))
+
+
+def _plain_tuple(value: Any) -> bool:
+    """A tuple of numbers and strings (a kernel size, a padding): nothing inside it can change."""
+    return type(value) is tuple and all(type(v) in _SCALARS for v in value)
+
+
 def _same_items(now: list[Any], then: list[Any]) -> bool:
     return len(now) == len(then) and all(a is b for a, b in zip(now, then))
 
@@ -159,7 +167,7 @@ class _ModuleState:
         self.buffers = {k: (b, _TensorState(b, copy_values)) for k, b in module._buffers.items() if b is not None}
         self.keys = set(module.__dict__)
         self.attributes = {
-            k: (v, _snapshot(v, copy_values))
+            k: (v, None if _plain_tuple(v) else _snapshot(v, copy_values))  # a plain tuple: only its binding
             for k, v in module.__dict__.items()
             if k not in _INTERNAL and isinstance(v, (torch.Tensor, list, tuple, dict))
         }

@@ -478,3 +478,27 @@ def test_diffusers_models_keep_their_frozen_config_and_every_attribute() -> None
         assert result.phases["backward"] > 0
         assert_deep_equal(before, deep_state(model), f"{name}[train step]")
         assert dict(model.config) == config
+
+
+def test_a_rebound_tuple_attribute_is_bound_back() -> None:
+    """A tuple of numbers (a kernel size, a padding) is not searched for tensors, but a forward that
+    rebinds it finds the original object back after the count."""
+
+    class Rebinds(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.padding = (1, 1)
+            self.nested = ((1, 2), [3])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.padding = (9, 9)
+            self.nested[1].append(4)
+            return self.lin(x)
+
+    model = Rebinds()
+    padding, nested = model.padding, model.nested
+    result = count(model, (torch.zeros(2, 4),))
+    assert result.macs == 2 * 4 * 4
+    assert model.padding is padding and model.padding == (1, 1)
+    assert model.nested is nested and nested[1] == [3]
