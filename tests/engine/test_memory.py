@@ -86,6 +86,32 @@ def test_elementwise_chain_views_free_in_place_touches_once(counter: str) -> Non
     assert {c.operator for c in r.costs} == {"aten::mul", "aten::add", "aten::relu", "aten::add_"}
 
 
+def test_flatten_of_a_contiguous_tensor_is_a_view_of_a_transposed_one_a_copy() -> None:
+    """flatten/unflatten (composites whose output may alias the input) move what their pieces move:
+    nothing where they are views, the copy (``clone``; then ``_unsafe_view``, a view) where the input
+    is not contiguous. The same on every torch (2.9 also has a Dimname overload of ``transpose``,
+    which must not take an int dimension)."""
+
+    def view_then_copy(x: torch.Tensor) -> torch.Tensor:
+        y = x.flatten(1).unflatten(1, (3, 4))  # views
+        return y.transpose(1, 2).flatten(1)  # a copy of 2 * 12 elements
+
+    r = measure(Fn(view_then_copy), torch.zeros(2, 3, 4))
+    assert r.bytes_moved == F32 * 2 * 12 * 2
+    assert {c.operator for c in r.costs} == {"aten::clone"}
+
+
+def test_a_str_parameter_takes_no_int() -> None:
+    from pytest_flopbudget.engine.capture.dispatch import _bind
+
+    x = torch.zeros(2, 3)
+    schema = torch.ops.aten.transpose.int._schema
+    assert _bind(schema, (x, 0, 1), {}) == [x, 0, 1]
+    dimname = getattr(torch.ops.aten.transpose, "Dimname", None)
+    if dimname is not None:
+        assert _bind(dimname._schema, (x, 0, 1), {}) is None
+
+
 @pytest.mark.parametrize("counter", COUNTERS)
 def test_embedding_reads_the_rows_it_gathers(counter: str) -> None:
     vocab, d, b, length = 1000, 16, 2, 5

@@ -119,8 +119,18 @@ def _outputs(out: Any) -> list[Variable]:
     return [_variable(v, -1 - i) for i, v in enumerate(items)]
 
 
-_Param = tuple[str, bool, bool, Any, bool]  # name, kwarg-only, has a default, the default, a Tensor
+_Param = tuple[str, bool, bool, Any, Any]  # name, kwarg-only, has a default, the default, the type a value needs
 _SIGNATURES: dict[int, tuple[Any, tuple[int, frozenset[str], tuple[_Param, ...]]]] = {}
+
+
+def _needs(kind: Any) -> Any:
+    """The Python type a value of a schema argument must have to bind: a Tensor for ``Tensor``, a str for
+    ``str`` (a Dimname overload must not take an int dimension), else None (not checked)."""
+    if isinstance(kind, torch._C.TensorType):
+        return torch.Tensor
+    if isinstance(kind, torch._C.StringType):
+        return str
+    return None
 
 
 def _signature(schema: Any) -> tuple[int, frozenset[str], tuple[_Param, ...]]:
@@ -132,7 +142,7 @@ def _signature(schema: Any) -> tuple[int, frozenset[str], tuple[_Param, ...]]:
         return held[1]
     params = tuple(
         (a.name, a.kwarg_only, a.has_default_value(), a.default_value if a.has_default_value() else None,
-         isinstance(a.type, torch._C.TensorType))
+         _needs(a.type))
         for a in schema.arguments
     )
     entry = (sum(1 for p in params if not p[1]), frozenset(p[0] for p in params), params)
@@ -146,7 +156,7 @@ def _bind(schema: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[An
     if len(args) > positional or (kwargs and any(k not in names for k in kwargs)):
         return None
     bound = []
-    for i, (name, kwarg_only, has_default, default, is_tensor) in enumerate(params):
+    for i, (name, kwarg_only, has_default, default, needs) in enumerate(params):
         if i < len(args) and not kwarg_only:
             value = args[i]
         elif name in kwargs:
@@ -155,7 +165,7 @@ def _bind(schema: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[An
             value = default
         else:
             return None
-        if is_tensor and not isinstance(value, torch.Tensor):
+        if needs is not None and not isinstance(value, needs):
             return None
         bound.append(value)
     return bound
@@ -191,6 +201,11 @@ def _composite_of(func: Any) -> tuple[str, list[Any], inspect.Signature | None]:
         name = name[2:-2]  # Tensor.__matmul__ -> matmul
     operator = f"aten::{name}"
     schemas = _composite_schemas(name) if name and rules.has_rule(operator) else []
+    if schemas and rules.is_free(operator):
+        # a free composite whose output may alias its input (flatten, unflatten, a Dimname overload of
+        # transpose): seen whole, it would move bytes; its dispatched pieces say whether it is a view
+        # or a copy
+        schemas = [s for s in schemas if not any(r.alias_info is not None for r in s.returns)]
     signature = None
     if schemas and inspect.isfunction(func):
         try:

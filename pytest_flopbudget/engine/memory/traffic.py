@@ -38,6 +38,9 @@ METADATA = frozenset(f"aten::{name}" for name in (
     "numel", "size", "stride", "dim", "sym_size", "sym_numel", "sym_stride", "sym_storage_offset",
     "storage_offset", "is_contiguous", "is_same_size", "is_complex", "is_floating_point", "is_nonzero_",
 ))
+# Views whose schema does not say so: ``_unsafe_view`` (what ``reshape``/``flatten`` return after the
+# copy of a non-contiguous input, or of a matmul's output) aliases its input.
+UNANNOTATED_VIEWS = frozenset({"aten::_unsafe_view"})
 # Allocation without a write.
 ALLOCATES = frozenset({"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::new_empty",
                        "aten::new_empty_strided", "aten::empty_permuted"})
@@ -85,8 +88,9 @@ def kind_of(func: Any, operator: str) -> _Kind:
     write_args = tuple(i for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write and not a.kwarg_only)
     out_names = tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write and a.kwarg_only)
     aliased = [r.alias_info is not None for r in schema.returns]
-    view = bool(aliased) and all(aliased) and not write_args and not out_names
-    kind = _Kind(view, write_args, out_names, operator in WRITE_ONLY, not write_args and not out_names and not any(aliased))
+    view = (bool(aliased) and all(aliased) and not write_args and not out_names) or operator in UNANNOTATED_VIEWS
+    fresh = not write_args and not out_names and not any(aliased) and operator not in UNANNOTATED_VIEWS
+    kind = _Kind(view, write_args, out_names, operator in WRITE_ONLY, fresh)
     _KINDS[func] = kind
     return kind
 
