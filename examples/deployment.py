@@ -159,6 +159,10 @@ def _cell(time: Time | None, peak: int | None, memory_gb: float) -> str:
     return f"{_ms(time.ms)} {time.bound[0].upper()}{100 * time.share:.0f}%{fits}"
 
 
+# Tests whose one call makes an image, and what the row says it is.
+_ONE_CALL = {("var", "test_generate"): "image: 10 scales + decode", ("vit", "test_forward"): "image: forward"}
+
+
 def _rows(records: Iterable[Any]) -> list[tuple[str, str, int, Time | None, dict[str, Time], int | None]]:
     """(model, what, batch, -, per-device per-image time, peak bytes) for every row of the deployment table."""
     tests = by_test(records)
@@ -167,8 +171,8 @@ def _rows(records: Iterable[Any]) -> list[tuple[str, str, int, Time | None, dict
         if param is None:
             continue
         times: dict[str, Time] = {}
-        if suite == "var" and test == "test_generate":
-            what, peak = "image: 10 scales + decode", rec.peak_bytes
+        if (suite, test) in _ONE_CALL:  # the image is one measured call
+            what, peak = _ONE_CALL[suite, test], rec.peak_bytes
             for dev in DEVICES:
                 time = _time(rec, dev)
                 if time is not None:
@@ -184,12 +188,6 @@ def _rows(records: Iterable[Any]) -> list[tuple[str, str, int, Time | None, dict
                 step, dec = _time(rec, dev), _time(decode, dev)
                 if step is not None and dec is not None:
                     times[dev] = (step.times(SAMPLING_STEPS) + dec).times(1 / batch)
-        elif suite == "vit" and test == "test_forward":
-            what, peak = "image: forward", rec.peak_bytes
-            for dev in DEVICES:
-                time = _time(rec, dev)
-                if time is not None:
-                    times[dev] = time.times(1 / batch)
         else:
             continue
         rows.append((model_name(suite, param), what, batch, None, times, peak))
