@@ -41,8 +41,11 @@ def named_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
 @contextmanager
 def one_walk(module: nn.Module | None) -> Iterator[None]:
     """Walk ``module``'s tree once for the block: the steps that prepare a count (the state guard, the
-    weight swap, the meta check) each read it, before the model runs (a model of 700 modules: ~1 ms a walk)."""
-    if module is None:
+    weight swap, the meta check, the module hooks, the compiled-module check) each read it, before the model
+    runs (a model of 700 modules: ~1 ms a walk). Nothing that runs after the model may use it (a pass may
+    add modules)."""
+    held = _WALK.get()
+    if module is None or (held is not None and held[0] is module):  # (inside a walk of it already)
         yield
         return
     token = _WALK.set((module, list(module.named_modules())))

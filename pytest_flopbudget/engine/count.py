@@ -32,7 +32,7 @@ from pytest_flopbudget.engine.capture.trace import (
     TraceTooLong,
     trace,
 )
-from pytest_flopbudget.engine.context import _no_mha_fastpath, module_tensors, one_walk, parameter_count
+from pytest_flopbudget.engine.context import _no_mha_fastpath, module_tensors, named_modules, one_walk, parameter_count
 from pytest_flopbudget.engine.errors import (
     UNPRICED,
     MetaCountError,
@@ -116,7 +116,7 @@ def _traced(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, .
 
 def _compiled(module: nn.Module) -> str | None:
     """The name of a ``torch.compile``d module in ``module`` (itself, or a submodule), or None."""
-    for name, sub in module.named_modules():
+    for name, sub in named_modules(module):
         if sub._compiled_call_impl is not None or type(sub).__name__ == "OptimizedModule":
             return name or type(sub).__name__
     return None
@@ -144,7 +144,7 @@ def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
         return "a generate method (a decoding loop: a forward per new token, which one trace would hold node by node)"
     if module is None:
         return None
-    for name, sub in module.named_modules():
+    for name, sub in named_modules(module):
         if isinstance(sub, torch.jit.ScriptModule):
             where = f"holds a scripted module ({name})" if name else "is a scripted module"
             return f"the model {where}, whose operators the trace cannot see"
@@ -375,7 +375,8 @@ def count(
         backend = _with_memory(backend)
     notes: list[str] = []
 
-    with torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused(), _eager(fn, module):
+    # One walk of the module tree serves every step before the model runs (see context.one_walk).
+    with one_walk(module), torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused(), _eager(fn, module):
         if mode == "real":
             on_meta = all_meta(module, (args, kwargs))
             tally = _real(backend, fn, module, args, kwargs, on_meta, notes)

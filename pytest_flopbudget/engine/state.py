@@ -12,10 +12,11 @@ Lists and dicts in attributes get their contents back (an empty cache stays
 empty). Attributes a pass added are removed.
 
 Restoring replaces, it never reshapes: an attribute is re-bound to the object it
-held, and a container is touched only where the pass changed it, one entry at a
-time, with its own ``__setitem__``/``__delitem__``. A container the pass left
-alone (diffusers' ``FrozenDict`` config, a ``ModelOutput``, a list subclass) is
-never called at all, so containers that refuse mutation, properties, read-only
+held (every attribute: a counter or a cached length a pass bumps comes back too),
+and a container is touched only where the pass changed it, one entry at a time,
+with its own ``__setitem__``/``__delitem__``. A container the pass left alone
+(diffusers' ``FrozenDict`` config, a ``ModelOutput``, a list subclass) is never
+called at all, so containers that refuse mutation, properties, read-only
 attributes and ``__slots__`` classes keep exactly the state they had. What cannot
 be put back is reported in the notes, never forced. Lazy modules (``nn.LazyLinear``)
 are left to be built by the pass, as their first forward would.
@@ -30,10 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import is_
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
 from pytest_flopbudget.engine.context import named_modules
@@ -53,6 +56,8 @@ def _version(t: torch.Tensor) -> int:
 
 class _TensorState:
     """One tensor: its data (an alias: restores device and shape if ``.data`` was swapped), version, values."""
+
+    __slots__ = ("tensor", "data", "version", "values")
 
     def __init__(self, t: torch.Tensor, copy_values: bool) -> None:
         self.tensor = t
@@ -158,42 +163,71 @@ def _put_back(container: Any, snap: Any, lost: list[str], where: str) -> None:
         _put_back(item, s, lost, where)
 
 
+_ATOMIC = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
+
+
+def _holds_state(value: Any) -> bool:
+    """Whether an attribute's value can hide state a pass may change: a tensor, or a list, dict or tuple
+    (a tuple of numbers and strings, a kernel size, cannot)."""
+    kind = type(value)
+    if kind in _ATOMIC or (kind is tuple and _plain_tuple(value)):
+        return False
+    return isinstance(value, (torch.Tensor, list, tuple, dict))
+
+
+def _same_bindings(now: dict[Any, Any], then: dict[Any, Any]) -> bool:
+    """Whether ``now`` binds the same keys, in the same order, to the same objects as ``then``."""
+    return now.keys() == then.keys() and all(map(is_, now.values(), then.values()))
+
+
 class _ModuleState:
+    """One module: its attribute bindings, parameter and buffer slots, their tensors, and the insides of
+    the containers its attributes hold. Taking it copies three dicts and looks at each attribute once;
+    putting it back compares bindings by identity and writes only where the pass changed something."""
+
+    __slots__ = ("name", "module", "bindings", "params", "buffers", "tensors", "inner")
+
     def __init__(self, name: str, module: nn.Module, copy_values: bool) -> None:
         self.name = name
         self.module = module
-        self.training = module.training
-        self.params = {k: (p, _TensorState(p, False)) for k, p in module._parameters.items() if p is not None}
-        self.buffers = {k: (b, _TensorState(b, copy_values)) for k, b in module._buffers.items() if b is not None}
-        self.keys = set(module.__dict__)
-        self.attributes = {
-            k: (v, None if _plain_tuple(v) else _snapshot(v, copy_values))  # a plain tuple: only its binding
-            for k, v in module.__dict__.items()
-            if k not in _INTERNAL and isinstance(v, (torch.Tensor, list, tuple, dict))
-        }
+        self.bindings = state = module.__dict__.copy()
+        self.params = dict(module._parameters.items())  # (a scripted module's store is no dict)
+        self.buffers = dict(module._buffers.items())
+        self.tensors = [(k, _TensorState(p, False)) for k, p in self.params.items() if p is not None]
+        self.tensors += [(k, _TensorState(b, copy_values)) for k, b in self.buffers.items() if b is not None]
+        self.inner = [
+            (key, snap)
+            for key in state.keys() - _INTERNAL
+            if _holds_state(value := state[key]) and (snap := _snapshot(value, copy_values)) is not None
+        ]
 
     def restore(self, lost: list[str]) -> None:
-        """Re-bind what the pass re-bound, put back what it changed in place; write nothing it left alone."""
+        """Re-bind what the pass re-bound (every attribute), remove what it added, put back what it changed
+        in place; write nothing it left alone."""
         module, prefix = self.module, f"{self.name}." if self.name else ""
-        state = module.__dict__
-        if state.get("training", _MISSING) is not self.training:
-            state["training"] = self.training
-        for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
-            for key, (t, tensor_state) in saved.items():
-                if key not in store or store[key] is not t:  # (a scripted module's store has no .get)
-                    store[key] = t  # type: ignore[assignment]  # a parameter slot takes back the tensor it held
-                if not tensor_state.restore():
-                    lost.append(prefix + key)
-        for key, (value, snap) in self.attributes.items():
-            if state.get(key, _MISSING) is not value:
-                state[key] = value
-            _put_back(value, snap, lost, prefix + key)
-        for key in set(state) - self.keys:
-            if key not in _INTERNAL:
+        state, bindings = module.__dict__, self.bindings
+        if not _same_bindings(state, bindings):
+            for key, value in bindings.items():
+                if state.get(key, _MISSING) is not value:
+                    state[key] = value
+            for key in state.keys() - bindings.keys() - _INTERNAL:
                 del state[key]
+        for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
+            if not _same_bindings(store, saved):  # (a scripted module's store: compared key by key)
+                for key, t in saved.items():
+                    if t is not None and (key not in store or store[key] is not t):
+                        store[key] = t  # type: ignore[assignment]  # a slot takes back the tensor it held
+        for key, tensor_state in self.tensors:
+            if not tensor_state.restore():
+                lost.append(prefix + key)
+        for key, snap in self.inner:
+            _put_back(bindings[key], snap, lost, prefix + key)
 
 
 def _is_lazy(module: nn.Module) -> bool:
+    """A lazy module not built yet (its first pass builds it)."""
+    if not isinstance(module, LazyModuleMixin):
+        return False
     tensors = list(module._parameters.values()) + list(module._buffers.values())
     return any(isinstance(t, UninitializedTensorMixin) for t in tensors)
 

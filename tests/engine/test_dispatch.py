@@ -150,3 +150,74 @@ def test_cond_inside_capture_counts_the_costlier_branch_and_runs_the_taken_one()
         out = torch.cond(x.sum() > 0, lambda x: x @ x, lambda x: x - 1, (x,))
     assert torch.equal(out, x - 1)
     assert tally.macs == 3 * 3 * 3 and tally.unpriced == {}
+
+
+# ---- module attribution (global hooks) and remembered prices ----------------------------------
+
+
+_SEEN: list[str] = []
+
+
+class _CallsStrangers(nn.Module):
+    """Calls a module outside its tree, and one of its own submodules on another thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(8, 8)
+        self.side = nn.Linear(8, 2)
+        self.__dict__["stranger"] = nn.Linear(8, 4)  # not registered: no submodule of the model
+        self.side.register_forward_hook(lambda m, a, o: _SEEN.append("side hook"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import threading
+
+        worker = threading.Thread(target=lambda: self.side(torch.zeros(3, 8)))
+        worker.start()
+        worker.join()
+        return self.stranger(self.inner(x))
+
+
+def test_module_attribution_follows_this_models_modules_on_this_thread() -> None:
+    """The capture follows modules with two global hooks: a module outside the model's tree counts in
+    its caller's name, a submodule called on another thread is not seen (that thread runs no capture),
+    the model's own hooks run as torch runs them, and no global hook is left behind."""
+    from torch.nn.modules import module as torch_module
+
+    model = _CallsStrangers()
+    x = torch.zeros(5, 8)
+    _SEEN.clear()
+    result = count(model, (x,), mode="real")
+    assert result.by_module == {"inner": 5 * 8 * 8, "": 5 * 8 * 4}
+    assert _SEEN == ["side hook"]
+    assert not torch_module._global_forward_hooks and not torch_module._global_forward_pre_hooks
+
+
+def test_remembered_prices_equal_fresh_ones_and_user_rules_are_always_called() -> None:
+    """A built-in rule's answer is remembered per call signature: a count with the memory cleared and
+    a repeated count agree with the hand count; a rule set by register_rule is called for every call."""
+    from pytest_flopbudget.engine.capture import dispatch
+    from pytest_flopbudget.engine.rules import register_rule
+    from pytest_flopbudget.engine.rules.registry import RULES
+
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+    x = torch.zeros(3, 2, 16)
+    dispatch._PRICES.clear()
+    first = count(model[:3], (x,))
+    again = count(model[:3], (x,))
+    assert first.macs == again.macs == 2 * (3 * 2 * 16 * 16)
+    assert any(key[1] == "aten::linear" for key in dispatch._PRICES)
+
+    built_in = RULES["aten::linear"]
+    calls: list[int] = []
+
+    def counting(node: object) -> int:
+        calls.append(1)
+        return 7
+
+    register_rule("aten::linear", counting)
+    try:
+        assert count(model[:3], (x,)).macs == 14 and count(model[:3], (x,)).macs == 14
+        assert len(calls) == 4
+    finally:
+        register_rule("aten::linear", built_in)  # type: ignore[arg-type]
+    assert count(model[:3], (x,)).macs == first.macs

@@ -326,7 +326,7 @@ def test_embedding(dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_convolution_and_resizing(dtype: torch.dtype) -> None:
+def test_convolution_resizing_and_pooling(dtype: torch.dtype) -> None:
     check = Checks()
     for shape in [(2, 4, 5, 5), (1, 32, 1, 1), (1, 32, 2, 2), (2, 6, 3, 7)]:
         c = shape[1]
@@ -351,9 +351,16 @@ def test_convolution_and_resizing(dtype: torch.dtype) -> None:
             check(aten.convolution.default, x, transposed, meta(4, dtype=dtype), [1, 1], [0, 0], [1, 1], True, [0, 0], 1)
         x1 = meta(2, 3, 9, dtype=dtype)
         check(aten.convolution.default, x1, meta(4, 3, 3, dtype=dtype), None, [2], [1], [1], False, [0], 1)
+    pooled = [(2, 4, 7, 7), (1, 3, 224, 224), (1, 96, 55, 55), (2, 1, 6, 9), (1, 8, 1, 1), (3, 8, 8)]
+    for shape in pooled:
+        for x in layouts(shape, dtype):
+            for args in ([3, 3], [3, 3], [1, 1]), ([2, 2],), ([3], [2], [1], [1], True), ([3, 3], [2, 2], [0, 0], [1, 1], True), \
+                    ([2, 3], [1, 2], [1, 1], [1, 1]), ([3, 3], [2, 2], [1, 1], [2, 2], True), ([5, 5], [1], [2], [1], False), \
+                    ([3, 3], [], [2, 2]), ([1, 1], [1, 1], [1, 1]), ([9, 9],), ([2, 2], [0, 1]):
+                check(aten.max_pool2d_with_indices.default, x, *args)
     assert not check.errors, "\n".join(check.errors[:20])
     wanted = {aten.upsample_bicubic2d.default, aten.upsample_bilinear2d.default, aten.upsample_nearest2d.default,
-              aten.convolution.default, aten._convolution.default}
+              aten.convolution.default, aten._convolution.default, aten.max_pool2d_with_indices.default}
     assert wanted <= set(check.answered), wanted - set(check.answered)
 
 

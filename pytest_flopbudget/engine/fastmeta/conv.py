@@ -114,3 +114,50 @@ def _upsample_interp(x: Any, output_size: Any, align_corners: bool, *scales: Any
 @shape_fn(aten.upsample_nearest2d.default)
 def _upsample_nearest(x: Any, output_size: Any, *scales: Any) -> torch.Tensor | None:
     return _resize(x, output_size)
+
+
+# ---- pooling ------------------------------------------------------------------------------
+
+
+def _pair(value: Any, default: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """A pooling parameter of one or two ints (``stride=[]``: ``default``)."""
+    if not value and default is not None:
+        return default
+    if not isinstance(value, (list, tuple)) or len(value) not in (1, 2) or not all(type(v) is int for v in value):
+        return None
+    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+
+
+def _pooled(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil_mode: bool) -> int:
+    """torch's pooling output size (``pooling_output_shape``)."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+@shape_fn(aten.max_pool2d_with_indices.default)
+def _max_pool2d_with_indices(x: Any, kernel_size: Any, stride: Any = (), padding: Any = (0,), dilation: Any = (1,),
+                             ceil_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The pooled values and their int64 indices: contiguous, or channels-last for an NHWC-strided input."""
+    if _same_float(x) is None or x.dim() not in (3, 4) or 0 in x.shape:
+        return None
+    kernel = _pair(kernel_size)
+    steps = _pair(stride, kernel)
+    pads = _pair(padding)
+    dilations = _pair(dilation)
+    if kernel is None or steps is None or pads is None or dilations is None:
+        return None
+    sizes = []
+    for i in range(2):
+        k, s, p, d = kernel[i], steps[i], pads[i], dilations[i]
+        if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2 or p > ((k - 1) * d + 1) // 2:
+            return None  # torch refuses (or a version of it may): its kernel says why
+        sizes.append(_pooled(x.shape[-2 + i], k, p, s, d, bool(ceil_mode)))
+    if min(sizes) < 1:
+        return None
+    shape = [*x.shape[:-2], *sizes]
+    if x.dim() == 4 and _strides_like_channels_last(x.shape, x.stride()):
+        strides = _channels_last_strides(shape)
+        return _new(shape, strides, x.dtype), _new(shape, strides, torch.int64)
+    return _contiguous(shape, x.dtype), _contiguous(shape, torch.int64)

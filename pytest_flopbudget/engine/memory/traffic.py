@@ -61,9 +61,11 @@ def dtype_name(dtype: Any, prefix: str = "") -> str:
 def tensor_bytes(t: torch.Tensor) -> int:
     """Bytes of the elements ``t`` spans: its elements, a stride-0 (broadcast) dimension counted once."""
     n = t.numel()
-    if n and 0 in t.stride():
-        n = prod(size for size, stride in zip(t.shape, t.stride()) if stride)
-    return n * t.element_size()
+    if n:
+        strides = t.stride()
+        if 0 in strides:
+            n = prod(size for size, stride in zip(t.shape, strides) if stride)
+    return n * t.itemsize
 
 
 @dataclass(frozen=True)
@@ -117,21 +119,34 @@ def call_bytes(func: Any, operator: str, args: tuple[Any, ...] | list[Any], kwar
     kind = kind_of(func, operator) if func is not None else None
     if (kind is not None and kind.view) or operator in METADATA:
         return None
-    seen: set[int] = set()
-    reads: list[torch.Tensor] = []
     skip: set[int] = set()
+    out_names: tuple[str, ...] = ()
     if kind is not None:
-        for name in kind.out_names:
+        out_names = kind.out_names
+        for name in out_names:
             for t in _tensors(kwargs.get(name)):
                 skip.add(id(t))
         if kind.write_only and kind.write_args and kind.write_args[0] < len(args):
             for t in _tensors(args[kind.write_args[0]]):
                 skip.add(id(t))
     lookup = LOOKUPS.get(operator)
-    values = list(args) + [v for k, v in kwargs.items() if k not in (kind.out_names if kind else ())]
+    table = lookup[0] if lookup is not None else -1
+    values = list(args)
+    if kwargs:
+        values.extend(v for k, v in kwargs.items() if k not in out_names)
+    seen: set[int] = set()
+    reads: list[torch.Tensor] = []
     read = 0
     for position, value in enumerate(values):
-        for t in _tensors(value):
+        if isinstance(value, torch.Tensor):
+            items: Any = (value,)
+        elif isinstance(value, (list, tuple)):
+            items = value
+        else:
+            continue
+        for t in items:
+            if not isinstance(t, torch.Tensor):
+                continue
             key = id(t)
             if key in seen:
                 continue
@@ -139,27 +154,34 @@ def call_bytes(func: Any, operator: str, args: tuple[Any, ...] | list[Any], kwar
             if key in skip:
                 continue
             reads.append(t)
-            if lookup is not None and position == lookup[0]:
-                continue  # the table: priced below from the rows gathered
-            read += tensor_bytes(t)
-    outputs = list(_tensors(out))
-    if lookup is not None and outputs and lookup[0] < len(values) and isinstance(values[lookup[0]], torch.Tensor):
-        read += outputs[0].numel() * values[lookup[0]].element_size()
+            if position != table:  # the table of a lookup: priced below from the rows gathered
+                read += tensor_bytes(t)
+    if isinstance(out, torch.Tensor):
+        outputs = [out]
+    elif isinstance(out, (list, tuple)):
+        outputs = [t for t in out if isinstance(t, torch.Tensor)]
+    else:
+        outputs = []
+    if lookup is not None and outputs and table < len(values) and isinstance(values[table], torch.Tensor):
+        read += outputs[0].numel() * values[table].element_size()
     if operator in ALLOCATES:
         return _first_dtype(reads, outputs), 0, 0
-    written = 0
-    counted: set[int] = set()
-    for t in outputs:
-        if id(t) not in counted:
-            counted.add(id(t))
-            written += tensor_bytes(t)
-    if kind is not None and not outputs:  # a void in-place operator (the _foreach_ family, fused optimizers)
-        for i in kind.write_args:
-            if i < len(args):
-                for t in _tensors(args[i]):
-                    if id(t) not in counted:
-                        counted.add(id(t))
-                        written += tensor_bytes(t)
+    if len(outputs) == 1:
+        written = tensor_bytes(outputs[0])
+    else:
+        written = 0
+        counted: set[int] = set()
+        for t in outputs:
+            if id(t) not in counted:
+                counted.add(id(t))
+                written += tensor_bytes(t)
+        if kind is not None and not outputs:  # a void in-place operator (the _foreach_ family, fused optimizers)
+            for i in kind.write_args:
+                if i < len(args):
+                    for t in _tensors(args[i]):
+                        if id(t) not in counted:
+                            counted.add(id(t))
+                            written += tensor_bytes(t)
     return _first_dtype(reads, outputs), read, written
 
 

@@ -27,7 +27,11 @@ from .registry import (
     zero_cost,
 )
 
+# The rules this package sets, held (a user's rule set later replaces one, never joins them): the dispatch
+# capture remembers their answers per call signature, see capture/dispatch.py.
+BUILT_IN: frozenset[Rule] = frozenset(fn for fn in RULES.values() if fn is not None)
+
 __all__ = [
-    "BACKWARD_CONVENTIONS", "RULES", "Rule", "attention_backward", "has_rule", "is_free", "price", "register_rule",
+    "BACKWARD_CONVENTIONS", "BUILT_IN", "RULES", "Rule", "attention_backward", "has_rule", "is_free", "price", "register_rule",
     "resolve", "rule", "unregister_rule", "zero_cost",
 ]
