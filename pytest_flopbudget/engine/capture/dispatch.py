@@ -286,7 +286,7 @@ _CONSTANTS = frozenset({int, float, bool, complex, str, type(None), torch.dtype,
 # (the same layer shape again, a count repeated) builds no node. A rule set by register_rule is always
 # called (it may keep state of its own).
 _PRICES: dict[Any, int | None] = {}
-_PRICES_LIMIT = 200_000
+_PRICES_LIMIT = 50_000  # entries (a few hundred bytes each) kept before it starts afresh
 
 
 def _priced(operator: str, inputs: list[Any], out: Any) -> int | None:

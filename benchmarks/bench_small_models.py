@@ -1,0 +1,224 @@
+"""Small CNNs at batch 1: where torch's own meta pass is a millisecond of C++ kernels, and what any counter
+built on torch's Python modes costs there.
+
+Per model, in one fresh Python process each (this script re-invoked with ``--child``), all on the CPU, the
+model built on meta from its published architecture (written out below, random weights):
+
+  bare          ``model(x)`` on meta under ``torch.no_grad()``: torch's own meta execution
+  default       ``measure(model, x)`` with the defaults (the dispatch capture)
+  modes alone   ``model(x)`` inside a TorchFunctionMode and a TorchDispatchMode that only pass every call
+                on, with two global module hooks that do nothing: the machinery any counter of this kind
+                (this one, FlopCounterMode) runs before it prices anything, with torch's meta kernels
+  FlopCounterMode  ``torch.utils.flop_counter.FlopCounterMode`` around the same meta call
+  first         the default counter's first count in the process (the engine imported before)
+
+Each figure is the best of ``--repeat`` runs (the bare pass, the default count and the modes alone measured
+in turn, back to back); MACs are the default counter's, next to the published figure (torchvision's model
+table, GMACs at 224 px).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_small_models.py [--repeat 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CASES = ("vgg11", "squeezenet1_1", "resnet18")
+PUBLISHED_GMACS = {"vgg11": 7.61, "squeezenet1_1": 0.35, "resnet18": 1.81}
+
+
+# ---- models (their published architectures) ---------------------------------------------------
+
+
+def _vgg11() -> Any:
+    import torch.nn as nn
+
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
+        if width == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            assert isinstance(width, int)
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(
+        nn.Sequential(*layers), nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(1),
+        nn.Sequential(nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(True),
+                      nn.Dropout(), nn.Linear(4096, 1000)),
+    )
+
+
+def _squeezenet1_1() -> Any:
+    import torch
+    import torch.nn as nn
+
+    class Fire(nn.Module):
+        def __init__(self, inplanes: int, squeeze: int, expand1: int, expand3: int) -> None:
+            super().__init__()
+            self.squeeze = nn.Conv2d(inplanes, squeeze, 1)
+            self.squeeze_activation = nn.ReLU(inplace=True)
+            self.expand1x1 = nn.Conv2d(squeeze, expand1, 1)
+            self.expand1x1_activation = nn.ReLU(inplace=True)
+            self.expand3x3 = nn.Conv2d(squeeze, expand3, 3, padding=1)
+            self.expand3x3_activation = nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.squeeze_activation(self.squeeze(x))
+            out: torch.Tensor = torch.cat([self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1)
+            return out
+
+    return nn.Sequential(
+        nn.Sequential(
+            nn.Conv2d(3, 64, 3, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), Fire(512, 64, 256, 256),
+        ),
+        nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, 1000, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1))),
+        nn.Flatten(1),
+    )
+
+
+def _resnet18() -> Any:
+    import torch
+    import torch.nn as nn
+
+    class Basic(nn.Module):
+        def __init__(self, inplanes: int, planes: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.downsample = None
+            if stride != 1 or inplanes != planes:
+                self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    stages, inplanes = [], 64
+    for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        stages.append(nn.Sequential(Basic(inplanes, planes, stride), Basic(planes, planes, 1)))
+        inplanes = planes
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+        *stages, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(1), nn.Linear(512, 1000),
+    )
+
+
+def build(case: str) -> tuple[Any, Any]:
+    import torch
+
+    with torch.device("meta"):
+        model = {"vgg11": _vgg11, "squeezenet1_1": _squeezenet1_1, "resnet18": _resnet18}[case]().eval()
+        return model, torch.zeros(1, 3, 224, 224)
+
+
+# ---- child: one case ------------------------------------------------------------------------
+
+
+def _modes_alone(model: Any, x: Any) -> None:
+    """The machinery alone: pass-through function and dispatch modes, two global module hooks."""
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Functions(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            return func(*args, **(kwargs or {}))
+
+    class Operators(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return False
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            return func(*args, **(kwargs or {}))
+
+    handles = [register_module_forward_pre_hook(lambda m, a: None), register_module_forward_hook(lambda m, a, o: None)]
+    try:
+        with torch.no_grad(), Operators(), Functions():  # type: ignore[no-untyped-call]  # torch's base class
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_child(case: str, repeat: int) -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import pytest_flopbudget.engine.count  # noqa: F401  (the engine, which measure imports on first use)
+    from pytest_flopbudget import measure
+
+    model, x = build(case)
+    with torch.no_grad():
+        model(x)  # torch's first use of each meta kernel, outside every figure
+    start = time.perf_counter()
+    result = measure(model, x)
+    first = time.perf_counter() - start
+
+    def bare() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def flop_counter() -> None:
+        with torch.no_grad(), FlopCounterMode(display=False):
+            model(x)
+
+    timed: dict[str, list[float]] = {"bare": [], "default": [], "modes": [], "flop_counter": []}
+    calls = {"bare": bare, "default": lambda: measure(model, x), "modes": lambda: _modes_alone(model, x), "flop_counter": flop_counter}
+    for _ in range(repeat):  # in turn, back to back: a machine whose speed drifts moves all alike
+        for name, call in calls.items():
+            begin = time.perf_counter()
+            call()
+            timed[name].append(time.perf_counter() - begin)
+    best = {name: min(times) for name, times in timed.items()}
+    print(json.dumps({**best, "first": first, "macs": result.macs, "capture": result.capture}), flush=True)
+
+
+# ---- parent ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        run_child(options.child, options.repeat)
+        return
+    print("| model (batch 1, 224 px) | bare meta ms | default ms | default / bare | modes alone ms | modes alone / bare | "
+          "FlopCounterMode ms | first count ms | GMACs (published) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case in options.cases:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--repeat", str(options.repeat)]
+        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            print(f"| {case} | failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]} |")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"| {case} | {r['bare'] * 1e3:.2f} | {r['default'] * 1e3:.2f} | {r['default'] / r['bare']:.2f}x | "
+              f"{r['modes'] * 1e3:.2f} | {r['modes'] / r['bare']:.2f}x | {r['flop_counter'] * 1e3:.2f} | "
+              f"{r['first'] * 1e3:.1f} | {r['macs'] / 1e9:.3f} ({PUBLISHED_GMACS[case]}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
