@@ -166,12 +166,26 @@ def _put_back(container: Any, snap: Any, lost: list[str], where: str) -> None:
 _ATOMIC = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 
 
+# Tuples of numbers and strings seen before, by identity (held, so an id is never reused): a module's
+# kernel sizes and paddings are looked at once a process, not once a count.
+_PLAIN_TUPLES: dict[int, tuple[Any, ...]] = {}
+
+
 def _holds_state(value: Any) -> bool:
     """Whether an attribute's value can hide state a pass may change: a tensor, or a list, dict or tuple
     (a tuple of numbers and strings, a kernel size, cannot)."""
     kind = type(value)
-    if kind in _ATOMIC or (kind is tuple and _plain_tuple(value)):
+    if kind in _ATOMIC:
         return False
+    if kind is tuple:
+        if _PLAIN_TUPLES.get(id(value)) is value:
+            return False
+        if _plain_tuple(value):
+            if len(_PLAIN_TUPLES) > 100_000:
+                _PLAIN_TUPLES.clear()
+            _PLAIN_TUPLES[id(value)] = value
+            return False
+        return True
     return isinstance(value, (torch.Tensor, list, tuple, dict))
 
 
@@ -180,48 +194,56 @@ def _same_bindings(now: dict[Any, Any], then: dict[Any, Any]) -> bool:
     return now.keys() == then.keys() and all(map(is_, now.values(), then.values()))
 
 
-class _ModuleState:
-    """One module: its attribute bindings, parameter and buffer slots, their tensors, and the insides of
-    the containers its attributes hold. Taking it copies three dicts and looks at each attribute once;
-    putting it back compares bindings by identity and writes only where the pass changed something."""
+class _Snapshot:
+    """The state of every module of a model, in flat lists: each module's attribute bindings, its
+    parameter and buffer slots, their tensors, and the insides of the containers its attributes hold.
+    Taking it copies a few dicts per module and looks at each attribute once; putting it back compares
+    bindings by identity and writes only where the pass changed something."""
 
-    __slots__ = ("name", "module", "bindings", "params", "buffers", "tensors", "inner")
+    __slots__ = ("bindings", "slots", "tensors", "inner")
 
-    def __init__(self, name: str, module: nn.Module, copy_values: bool) -> None:
-        self.name = name
-        self.module = module
-        self.bindings = state = module.__dict__.copy()
-        self.params = dict(module._parameters.items())  # (a scripted module's store is no dict)
-        self.buffers = dict(module._buffers.items())
-        self.tensors = [(k, _TensorState(p, False)) for k, p in self.params.items() if p is not None]
-        self.tensors += [(k, _TensorState(b, copy_values)) for k, b in self.buffers.items() if b is not None]
-        self.inner = [
-            (key, snap)
-            for key in state.keys() - _INTERNAL
-            if _holds_state(value := state[key]) and (snap := _snapshot(value, copy_values)) is not None
-        ]
+    def __init__(self, modules: list[tuple[str, nn.Module]], copy_values: bool) -> None:
+        self.bindings: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.slots: list[tuple[Any, dict[str, Any]]] = []  # a parameter or buffer store, and what it held
+        self.tensors: list[tuple[str, str, _TensorState]] = []  # module name, slot, the tensor's state
+        self.inner: list[tuple[str, str, Any, Any]] = []  # module name, attribute, its value, the snapshot
+        for name, module in modules:
+            state = module.__dict__
+            self.bindings.append((state, state.copy()))
+            for store, copy in ((state["_parameters"], False), (state["_buffers"], copy_values)):
+                if not store:
+                    self.slots.append((store, {}))
+                    continue
+                saved = store.copy() if type(store) is dict else dict(store.items())  # (a scripted module's store is no dict)
+                self.slots.append((store, saved))
+                self.tensors.extend((name, key, _TensorState(t, copy)) for key, t in saved.items() if t is not None)
+            for key in state.keys() - _INTERNAL:
+                value = state[key]
+                if _holds_state(value):
+                    snap = _snapshot(value, copy_values)
+                    if snap is not None:
+                        self.inner.append((name, key, value, snap))
 
     def restore(self, lost: list[str]) -> None:
         """Re-bind what the pass re-bound (every attribute), remove what it added, put back what it changed
         in place; write nothing it left alone."""
-        module, prefix = self.module, f"{self.name}." if self.name else ""
-        state, bindings = module.__dict__, self.bindings
-        if not _same_bindings(state, bindings):
-            for key, value in bindings.items():
-                if state.get(key, _MISSING) is not value:
-                    state[key] = value
-            for key in state.keys() - bindings.keys() - _INTERNAL:
-                del state[key]
-        for store, saved in ((module._parameters, self.params), (module._buffers, self.buffers)):
-            if not _same_bindings(store, saved):  # (a scripted module's store: compared key by key)
+        for state, bindings in self.bindings:
+            if not _same_bindings(state, bindings):
+                for key, value in bindings.items():
+                    if state.get(key, _MISSING) is not value:
+                        state[key] = value
+                for key in state.keys() - bindings.keys() - _INTERNAL:
+                    del state[key]
+        for store, saved in self.slots:
+            if len(store) != len(saved) or (saved and not _same_bindings(store, saved)):
                 for key, t in saved.items():
                     if t is not None and (key not in store or store[key] is not t):
-                        store[key] = t  # type: ignore[assignment]  # a slot takes back the tensor it held
-        for key, tensor_state in self.tensors:
+                        store[key] = t  # a slot takes back the tensor it held
+        for name, key, tensor_state in self.tensors:
             if not tensor_state.restore():
-                lost.append(prefix + key)
-        for key, snap in self.inner:
-            _put_back(bindings[key], snap, lost, prefix + key)
+                lost.append(f"{name}.{key}" if name else key)
+        for name, key, value, snap in self.inner:
+            _put_back(value, snap, lost, f"{name}.{key}" if name else key)
 
 
 def _is_lazy(module: nn.Module) -> bool:
@@ -238,14 +260,13 @@ def guard(module: nn.Module | None, copy_values: bool = False) -> Iterator[list[
     receives a note per tensor that was written in place and could not be restored."""
     modules = named_modules(module) if module is not None else []
     # A lazy module is built by its first pass (its class changes): that is the user's first forward, kept.
-    states = [_ModuleState(name, m, copy_values) for name, m in modules if not _is_lazy(m)]
+    snapshot = _Snapshot([(name, m) for name, m in modules if not _is_lazy(m)], copy_values)
     notes: list[str] = []
     try:
         yield notes
     finally:
         lost: list[str] = []
-        for state in states:
-            state.restore(lost)
+        snapshot.restore(lost)
         if lost:
             notes.append(
                 f"the model wrote {len(lost)} tensor(s) or container(s) in place while being counted "
