@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -192,6 +193,19 @@ def _n(value: Any) -> str:
     return str(value) if value is None or isinstance(value, str) else format(value, ",")
 
 
+def child_results(script: str, cases: list[str], repeat: int) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """Each case run by ``script --child CASE --repeat N`` in a fresh process, from the repository root:
+    ``(case, the figures its last output line holds)``, or ``(case, why it failed)``."""
+    for case in cases:
+        cmd = [sys.executable, os.path.abspath(script), "--child", case, "--repeat", str(repeat)]
+        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            yield case, f"failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}"
+            continue
+        yield case, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
@@ -204,14 +218,10 @@ def main() -> None:
     print("| case | bare meta s | default s | default/bare | first count s | trace s | FlopCounterMode s | torchprofile s | "
           "capture | MACs default | MACs trace | MACs torchprofile | FlopCounterMode MACs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for case in options.cases:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--repeat", str(options.repeat)]
-        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            print(f"| {case} | failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]} |")
+    for case, r in child_results(__file__, options.cases, options.repeat):
+        if isinstance(r, str):
+            print(f"| {case} | {r} |")
             continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"| {case} | {_s(r['bare_s'])} | {_s(r['default_s'])} | {r['ratio']:.2f}x | {_s(r['first_s'])} | "
               f"{_s(r['trace_s'])} | {_s(r['flop_counter_s'])} | {_s(r['torchprofile_s'])} | {r['capture']} | "
               f"{r['macs']:,} | {_n(r['trace_macs'])} | {r['torchprofile_macs'] if r['torchprofile_macs'] is None or isinstance(r['torchprofile_macs'], str) else format(r['torchprofile_macs'], ',')} | "

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from bench_default_path import child_results
+
 CASES = ("vgg11", "squeezenet1_1", "resnet18")
 PUBLISHED_GMACS = {"vgg11": 7.61, "squeezenet1_1": 0.35, "resnet18": 1.81}
 
@@ -207,14 +204,10 @@ def main() -> None:
     print("| model (batch 1, 224 px) | bare meta ms | default ms | default / bare | modes alone ms | modes alone / bare | "
           "FlopCounterMode ms | first count ms | GMACs (published) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for case in options.cases:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--repeat", str(options.repeat)]
-        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            print(f"| {case} | failed (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]} |")
+    for case, r in child_results(__file__, options.cases, options.repeat):  # each in a fresh process
+        if isinstance(r, str):
+            print(f"| {case} | {r} |")
             continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"| {case} | {r['bare'] * 1e3:.2f} | {r['default'] * 1e3:.2f} | {r['default'] / r['bare']:.2f}x | "
               f"{r['modes'] * 1e3:.2f} | {r['modes'] / r['bare']:.2f}x | {r['flop_counter'] * 1e3:.2f} | "
               f"{r['first'] * 1e3:.1f} | {r['macs'] / 1e9:.3f} ({PUBLISHED_GMACS[case]}) |", flush=True)
