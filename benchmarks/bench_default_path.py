@@ -206,14 +206,24 @@ def child_results(script: str, cases: list[str], repeat: int) -> Iterator[tuple[
         yield case, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
-    parser.add_argument("--repeat", type=int, default=3)
+def parent_options(doc: str, cases: tuple[str, ...], repeat: int, child: Any) -> argparse.Namespace | None:
+    """The command line of a benchmark that runs each case in a fresh process: ``--cases``, ``--repeat``;
+    with the hidden ``--child CASE`` (how :func:`child_results` starts it), ``child(case, repeat)`` runs
+    and None is returned."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--cases", nargs="*", default=list(cases), choices=cases)
+    parser.add_argument("--repeat", type=int, default=repeat)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
-        run_child(options.child, options.repeat)
+        child(options.child, options.repeat)
+        return None
+    return options
+
+
+def main() -> None:
+    options = parent_options(__doc__ or "", CASES, 3, run_child)
+    if options is None:
         return
     print("| case | bare meta s | default s | default/bare | first count s | trace s | FlopCounterMode s | torchprofile s | "
           "capture | MACs default | MACs trace | MACs torchprofile | FlopCounterMode MACs |")

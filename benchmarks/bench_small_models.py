@@ -23,12 +23,11 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
-from bench_default_path import child_results
+from bench_default_path import child_results, parent_options
 
 CASES = ("vgg11", "squeezenet1_1", "resnet18")
 PUBLISHED_GMACS = {"vgg11": 7.61, "squeezenet1_1": 0.35, "resnet18": 1.81}
@@ -193,13 +192,8 @@ def run_child(case: str, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
-    parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    options = parser.parse_args()
-    if options.child:
-        run_child(options.child, options.repeat)
+    options = parent_options(__doc__ or "", CASES, 50, run_child)
+    if options is None:
         return
     print("| model (batch 1, 224 px) | bare meta ms | default ms | default / bare | modes alone ms | modes alone / bare | "
           "FlopCounterMode ms | first count ms | GMACs (published) |")

@@ -27,6 +27,13 @@ def _no_mha_fastpath() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
+# Values of these types are immutable constants: they hash, compare by value and hold no tensor (the state
+# guard skips them, the dispatch capture and the meta-kernel memo key calls by them).
+CONSTANT_TYPES: frozenset[type] = frozenset({
+    int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format,
+})
+
+
 _WALK: ContextVar[tuple[nn.Module, list[tuple[str, nn.Module]]] | None] = ContextVar("flopbudget_walk", default=None)
 
 

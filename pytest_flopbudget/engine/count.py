@@ -249,16 +249,15 @@ def _meta_first(
     notes: list[str],
 ) -> tuple[Tally, str]:
     """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
-    with one_walk(module):  # all_meta, the guard and the weight swap read the module tree once
-        nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in module_tensors(module)))
+    # (count() holds one walk of the module tree for the meta check, the guard and the weight swap)
+    nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in module_tensors(module)))
     try:
         # The dispatch capture answers transformers' known input checks on meta (the trace never reads them),
         # in its own mode.
         checks = AnsweredChecks() if _dispatches(backend) else None
         with ExitStack() as stack:
-            with one_walk(module):
-                lost = stack.enter_context(guard(module))
-                stack.enter_context(weights_on_meta(module))
+            lost = stack.enter_context(guard(module))
+            stack.enter_context(weights_on_meta(module))
             margs, mkwargs = to_meta((args, kwargs))
             tally = backend(fn, module, margs, mkwargs, True, checks=checks) if checks is not None else backend(fn, module, margs, mkwargs, True)
         notes.extend(lost + (checks.notes() if checks is not None else []))

@@ -39,7 +39,7 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
-from pytest_flopbudget.engine.context import named_modules
+from pytest_flopbudget.engine.context import CONSTANT_TYPES, named_modules
 
 __all__ = ["guard"]
 
@@ -112,12 +112,11 @@ def _snapshot(value: Any, copy_values: bool, depth: int = 0) -> Any:
     return None
 
 
-_SCALARS = (int, float, bool, str, type(None))
 
 
 def _plain_tuple(value: Any) -> bool:
-    """A tuple of numbers and strings (a kernel size, a padding): nothing inside it can change."""
-    return type(value) is tuple and all(type(v) in _SCALARS for v in value)
+    """A tuple of constants (a kernel size, a padding): nothing inside it can change."""
+    return type(value) is tuple and all(type(v) in CONSTANT_TYPES for v in value)
 
 
 def _same_items(now: list[Any], then: list[Any]) -> bool:
@@ -163,9 +162,6 @@ def _put_back(container: Any, snap: Any, lost: list[str], where: str) -> None:
         _put_back(item, s, lost, where)
 
 
-_ATOMIC = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
-
-
 # Tuples of numbers and strings seen before, by identity (held, so an id is never reused): a module's
 # kernel sizes and paddings are looked at once a process, not once a count.
 _PLAIN_TUPLES: dict[int, tuple[Any, ...]] = {}
@@ -175,7 +171,7 @@ def _holds_state(value: Any) -> bool:
     """Whether an attribute's value can hide state a pass may change: a tensor, or a list, dict or tuple
     (a tuple of numbers and strings, a kernel size, cannot)."""
     kind = type(value)
-    if kind in _ATOMIC:
+    if kind in CONSTANT_TYPES:
         return False
     if kind is tuple:
         if _PLAIN_TUPLES.get(id(value)) is value:

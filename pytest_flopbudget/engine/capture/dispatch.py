@@ -52,6 +52,7 @@ from torchprofile.ir import Node, Variable
 from pytest_flopbudget.engine import fastmeta, rules
 from pytest_flopbudget.engine.capture.checks import LOCAL_SCALAR, AnsweredChecks
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
+from pytest_flopbudget.engine.context import CONSTANT_TYPES
 from pytest_flopbudget.engine.fastmeta import memo
 from pytest_flopbudget.engine.memory import Liveness, call_bytes, record
 from pytest_flopbudget.engine.memory.liveness import input_tensors, module_state
@@ -273,12 +274,9 @@ def _value_key(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_value_key(v) for v in value)
     kind = type(value)
-    if kind not in _CONSTANTS:
+    if kind not in CONSTANT_TYPES:
         raise TypeError(f"not a plain constant: {kind.__name__}")
     return kind, value
-
-
-_CONSTANTS = frozenset({int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format})
 
 
 # A built-in rule is a function of its node alone (and of the attention backward convention, in the key):

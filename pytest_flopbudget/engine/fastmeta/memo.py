@@ -22,12 +22,14 @@ from typing import Any
 
 import torch
 
+from pytest_flopbudget.engine.context import CONSTANT_TYPES
+
 __all__ = ["SLOW_S", "clear", "run"]
 
 SLOW_S = 30e-6  # a first call slower than this marks the operator's meta kernel as worth remembering
 _LIMIT = 20_000  # entries kept before the memo starts afresh (each a few hundred bytes)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
-_CONSTANTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+_CONSTANTS = tuple(CONSTANT_TYPES)
 
 _slow: dict[Any, bool] = {}  # operator -> whether its meta kernel is slow and its outputs fresh
 _outputs: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}  # key -> layouts of the outputs (None: not one to remember)
