@@ -50,6 +50,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile.ir import Node, Variable
 
 from pytest_flopbudget.engine import fastmeta, rules
+from pytest_flopbudget.engine.capture import direct
 from pytest_flopbudget.engine.capture.checks import LOCAL_SCALAR, AnsweredChecks
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.context import CONSTANT_TYPES
@@ -324,6 +325,7 @@ class _Capture:
         self.shapes: dict[Any, Callable[..., Any]] | None = None
         self.checks: AnsweredChecks | None = None
         self.recent_costs: list[tuple[str, str, str, int, int, int]] = []  # cost keys of ``recent``
+        self.direct: dict[Any, direct.Handler] | None = None  # on the fast meta path: calls made at the Python level
 
     def module(self) -> str:
         return self.names[self.stack[-1]] if self.stack else (self.where() if self.where else "")
@@ -416,6 +418,9 @@ class _Capture:
     def leave(self, output: Any = None) -> None:
         if self.stack:
             self.stack.pop()
+
+
+_DIRECT_ON = [True]  # tests turn direct calls off to compare
 
 
 _SAFE_SOFTMAX = getattr(getattr(torch.ops.aten, "_safe_softmax", None), "default", None)
@@ -576,6 +581,15 @@ class _Composites(TorchFunctionMode):
         if isinstance(func, HigherOrderOperator):
             _eager_below_dispatch()
         call = None if self.state.muted else _bind_call(func, args, kwargs)
+        if self.state.direct is not None and not self.state.muted:
+            try:
+                handler = self.state.direct.get(func)
+            except TypeError:  # an unhashable callable
+                handler = None
+            if handler is not None and direct.ready():
+                out = handler(self.state, call, args, kwargs)
+                if out is not direct.MISS:
+                    return out
         if call is None:
             return func(*args, **kwargs)
         self.state.muted += 1
@@ -609,6 +623,8 @@ def capture(
     state = _Capture(where)
     state.live = live
     state.shapes, state.checks = shapes, checks
+    if shapes is not None and live is None and _DIRECT_ON[0]:
+        state.direct = direct.DIRECT
     state.tally.capture = "dispatch"
     with module_hooks(module, state.enter, state.leave) as names, _eager_flex_attention():
         state.names.extend(names)

@@ -1,0 +1,191 @@
+"""Direct calls: the layers of a convolutional network priced at the Python level, without a trip through
+the dispatcher.
+
+On meta with the fast path on, a call of ``F.conv2d``, ``F.relu``, ``F.max_pool2d``, ``torch.cat`` or a
+2-d ``F.linear`` is seen twice by the dispatch capture: once by its ``TorchFunctionMode`` (as a whole), then
+again, decomposed, by its ``TorchDispatchMode``, which makes the output with a shape function of
+:mod:`pytest_flopbudget.engine.fastmeta`. Each trip through a Python mode costs several microseconds,
+as much as a small CNN's whole meta kernel. A direct call makes the output here, at the first mode, with
+the same shape function the second would use, and records exactly what the second would have recorded
+(the same operator, arguments and output, so the same MACs, bytes and module); the dispatcher never sees
+the call.
+
+A direct call is taken only where nothing could tell it from the dispatched one: no gradient recorded, no
+other mode on either stack, no TorchScript tracer, no functorch transform, plain meta tensors of a float
+dtype, arguments whose form is known. Anything else (and any case its shape function declines) returns
+:data:`MISS` having recorded nothing, and the call takes the dispatcher's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DIRECT", "MISS", "ready"]
+
+aten = torch.ops.aten
+
+MISS: Any = object()  # a direct call declined: the call takes the dispatcher's path
+
+_grad = torch.is_grad_enabled
+_function_modes = torch._C._len_torch_function_stack
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_tracing = torch._C._get_tracing_state
+_transforms = torch._C._functorch.peek_interpreter_stack
+_no_dispatch = torch._C._DisableTorchDispatch
+
+
+def ready() -> bool:
+    """Whether a direct call is indistinguishable from a dispatched one here: inside the capture's own
+    ``__torch_function__`` (its function mode popped, its dispatch mode the one left), no gradient to
+    record, no tracer, no functorch transform."""
+    return (
+        not _grad() and not _function_modes() and _dispatch_modes() == 1
+        and _tracing() is None and _transforms() is None
+    )
+
+
+def _pair(value: Any) -> list[int] | None:
+    """A convolution's stride, padding or dilation as two ints, expanded as ``conv2d`` expands them."""
+    if type(value) is int:
+        return [value, value]
+    if isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
+        if len(value) == 1:
+            return [value[0], value[0]]
+        if len(value) == 2:
+            return list(value)
+    return None
+
+
+# A handler: (capture state, the composite call bound to its schema or None, args, kwargs) -> output or MISS.
+Handler = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _conv2d(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``conv2d`` of a 4-d input: priced whole (``aten::conv2d``), its output the ``convolution`` shape function's."""
+    if call is None:
+        return MISS
+    x, weight, bias, stride, padding, dilation, groups = call[1]
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or type(groups) is not int:
+        return MISS
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if stride is None or padding is None or dilation is None:
+        return MISS  # padding="same", or an unusual form: conv2d's own code decides
+    shape_fn = state.shapes.get(aten.convolution.default)
+    if shape_fn is None:
+        return MISS
+    with _no_dispatch():
+        out = shape_fn(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+    if out is None:
+        return MISS
+    state.price(*call, out)
+    return out
+
+
+def _linear(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``linear`` of a 2-d input (``addmm``, or ``mm`` without a bias): priced whole (``aten::linear``), its
+    output the new contiguous ``[batch, out_features]`` the ``addmm`` / ``mm`` shape functions make."""
+    if call is None:
+        return MISS
+    x, weight, bias = call[1]
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() != 2 or weight.dim() != 2:
+        return MISS
+    mm = state.shapes.get(aten.mm.default)
+    if mm is None or (bias is not None and (not isinstance(bias, torch.Tensor) or bias.dim() != 1)):
+        return MISS
+    with _no_dispatch():
+        out = mm(x, weight.t())
+        if out is not None and bias is not None:
+            out = state.shapes[aten.addmm.default](bias, x, weight.t())
+    if out is None:
+        return MISS
+    state.price(*call, out)
+    return out
+
+
+def _dispatched(state: Any, op: Any, args: tuple[Any, ...]) -> Any:
+    """``op(*args)`` made by its shape function and recorded as the dispatch mode records it."""
+    shape_fn = state.shapes.get(op)
+    if shape_fn is None:
+        return MISS
+    with _no_dispatch():
+        out = shape_fn(*args)
+    if out is None:
+        return MISS
+    state.dispatched(op, args, {}, out)
+    return out
+
+
+def _relu(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``F.relu(x, inplace)``: one ``relu`` or ``relu_``."""
+    if len(args) > 2 or (kwargs and set(kwargs) != {"inplace"}) or not args:
+        return MISS
+    inplace = args[1] if len(args) > 1 else kwargs.get("inplace", False)
+    if type(inplace) is not bool or not isinstance(args[0], torch.Tensor):
+        return MISS
+    return _dispatched(state, aten.relu_.default if inplace else aten.relu.default, (args[0],))
+
+
+def _relu_of(op: Any) -> Handler:
+    """``torch.relu(x)``, ``x.relu()``, ``torch.relu_(x)``, ``x.relu_()``: the operator itself."""
+    def handler(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor):
+            return MISS
+        return _dispatched(state, op, (args[0],))
+    return handler
+
+
+def _cat(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``torch.cat(tensors, dim)`` with an int ``dim`` and no ``out``."""
+    if not args or len(args) > 2 or (kwargs and set(kwargs) != {"dim"}):
+        return MISS
+    tensors = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if type(dim) is not int or not isinstance(tensors, (list, tuple)) or not tensors:
+        return MISS
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return MISS
+    return _dispatched(state, aten.cat.default, (list(tensors), dim) if dim else (list(tensors),))
+
+
+_POOL_NAMES = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+
+def _max_pool2d(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``F.max_pool2d(x, ...)`` without indices: one ``max_pool2d_with_indices``, its values returned."""
+    if not args or len(args) > 7 or not isinstance(args[0], torch.Tensor) or any(k not in _POOL_NAMES for k in kwargs):
+        return MISS
+    given = dict(zip(_POOL_NAMES, args[1:]))
+    if any(k in given for k in kwargs):
+        return MISS
+    given.update(kwargs)
+    if "kernel_size" not in given or given.get("return_indices", False) is not False:
+        return MISS
+    ceil_mode = given.get("ceil_mode", False)
+    if type(ceil_mode) is not bool:
+        return MISS
+    kernel = _pair(given["kernel_size"])
+    stride = given.get("stride")
+    steps = kernel if stride is None or (isinstance(stride, (list, tuple)) and not stride) else _pair(stride)
+    padding, dilation = _pair(given.get("padding", 0)), _pair(given.get("dilation", 1))
+    if kernel is None or steps is None or padding is None or dilation is None:
+        return MISS
+    out = _dispatched(state, aten.max_pool2d_with_indices.default, (args[0], kernel, steps, padding, dilation, ceil_mode))
+    return out if out is MISS else out[0]
+
+
+DIRECT: dict[Any, Handler] = {
+    F.conv2d: _conv2d,
+    torch.conv2d: _conv2d,
+    F.linear: _linear,
+    F.relu: _relu,
+    torch.relu: _relu_of(aten.relu.default),
+    torch.Tensor.relu: _relu_of(aten.relu.default),
+    torch.relu_: _relu_of(aten.relu_.default),
+    torch.Tensor.relu_: _relu_of(aten.relu_.default),
+    torch.cat: _cat,
+    F.max_pool2d: _max_pool2d,
+}
