@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn as nn
@@ -180,7 +182,7 @@ class _CallsStrangers(nn.Module):
 def test_module_attribution_follows_this_models_modules_on_this_thread() -> None:
     """The capture follows modules with two global hooks: a module outside the model's tree counts in
     its caller's name, a submodule called on another thread is not seen (that thread runs no capture),
-    the model's own hooks run as torch runs them, and no global hook is left behind."""
+    the model's own hooks run as torch runs them, and no hook is left behind."""
     from torch.nn.modules import module as torch_module
 
     model = _CallsStrangers()
@@ -190,6 +192,84 @@ def test_module_attribution_follows_this_models_modules_on_this_thread() -> None
     assert result.by_module == {"inner": 5 * 8 * 8, "": 5 * 8 * 4}
     assert _SEEN == ["side hook"]
     assert not torch_module._global_forward_hooks and not torch_module._global_forward_pre_hooks
+    assert all("forward" not in sub.__dict__ and not sub._forward_pre_hooks for sub in model.modules())
+    assert len(model.side._forward_hooks) == 1
+
+
+class _Weighted(nn.Module):
+    """A layer whose weight a forward pre-hook of its own computes (as weight_norm does), with a forward
+    hook of its own that computes too, and a property for a forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.lin.register_forward_pre_hook(lambda m, a: (a[0] @ torch.zeros(8, 8),))  # 8 x 8 per row
+        self.lin.register_forward_hook(lambda m, a, out: out @ torch.zeros(8, 2))  # 8 x 2 per row
+        self.tail = _PropertyForward()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.lin(x))
+
+
+class _PropertyForward(nn.Module):
+    @property
+    def forward(self) -> Any:  # type: ignore[override]
+        return lambda x: x @ torch.zeros(x.shape[-1], 3)
+
+
+@pytest.mark.parametrize("foreign_hook", [False, True])
+def test_attribution_is_the_same_with_hooks_of_the_modules_own_and_of_other_code(foreign_hook: bool) -> None:
+    """A module's own forward pre-hooks count in its name and its own forward hooks in its caller's (the
+    capture's global hooks run before a module's own), also beside other code's global hooks; a forward
+    that is a property is followed too; a forward's signature is its own during the count; nothing is
+    left behind."""
+    import inspect
+
+    from torch.nn.modules import module as torch_module
+
+    model = _Weighted()
+    signatures: list[str] = []
+    model.lin.register_forward_pre_hook(lambda m, a: signatures.append(str(inspect.signature(model.tail.forward))))
+    before = dict(model.lin.__dict__)
+    handle = torch_module.register_module_forward_pre_hook(lambda m, a: None) if foreign_hook else None
+    try:
+        result = count(model, (torch.zeros(5, 8),), mode="real")
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert result.by_module == {"lin": 5 * 8 * 8 + 5 * 8 * 8, "": 5 * 8 * 2, "tail": 5 * 2 * 3}
+    assert signatures == ["(x)"]
+    assert model.lin.__dict__ == before and len(model.lin._forward_pre_hooks) == 2
+    assert not torch_module._global_forward_hooks and not torch_module._global_forward_pre_hooks
+
+
+class _Introspects(nn.Module):
+    """Reads its own forward's signature while it runs (as transformers' generate checks its kwargs)."""
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        import inspect
+
+        _SEEN.append(str(inspect.signature(self.forward)))
+        return x * scale
+
+
+def test_a_forward_set_on_the_instance_is_followed_and_put_back() -> None:
+    """A forward replaced on the instance (as accelerate's hooks do) is what runs and is followed; it
+    is the same object after the count; ``inspect.signature`` of a forward is its own while it runs."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2), _Introspects())
+    plain = model[0].forward
+
+    def doubled(x: torch.Tensor) -> torch.Tensor:
+        return plain(plain(x))
+
+    model[0].forward = doubled
+    _SEEN.clear()
+    result = count(model, (torch.zeros(3, 4),), mode="real")
+    assert result.by_module == {"0": 2 * 3 * 4 * 4, "1": 3 * 4 * 2, "2": 3 * 2}  # x * scale: one MAC an element
+    assert model[0].__dict__["forward"] is doubled and "forward" not in model[1].__dict__
+    import inspect
+
+    assert _SEEN == [str(inspect.signature(_Introspects().forward))] and "scale" in _SEEN[0]
 
 
 def test_remembered_prices_equal_fresh_ones_and_user_rules_are_always_called() -> None:
