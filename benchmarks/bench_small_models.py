@@ -6,9 +6,14 @@ model built on meta from its published architecture (written out below, random w
 
   bare          ``model(x)`` on meta under ``torch.no_grad()``: torch's own meta execution
   default       ``measure(model, x)`` with the defaults (the dispatch capture)
+  no direct calls  the same with the capture's direct calls off (engine/capture/direct.py: convolutions,
+                ReLUs, poolings, concatenations and 2-d linear layers made at the Python level, the
+                dispatcher never reached): every operator through both modes
   modes alone   ``model(x)`` inside a TorchFunctionMode and a TorchDispatchMode that only pass every call
                 on, with two global module hooks that do nothing: the machinery any counter of this kind
                 (this one, FlopCounterMode) runs before it prices anything, with torch's meta kernels
+  function mode alone  the same with the function mode only: the floor of a count whose layers never
+                reach the dispatcher (the default's direct calls)
   FlopCounterMode  ``torch.utils.flop_counter.FlopCounterMode`` around the same meta call
   first         the default counter's first count in the process (the engine imported before)
 
@@ -127,8 +132,10 @@ def build(case: str) -> tuple[Any, Any]:
 # ---- child: one case ------------------------------------------------------------------------
 
 
-def _modes_alone(model: Any, x: Any) -> None:
-    """The machinery alone: pass-through function and dispatch modes, two global module hooks."""
+def _modes_alone(model: Any, x: Any, dispatch: bool = True) -> None:
+    """The machinery alone: pass-through function and dispatch modes (``dispatch``), two global module hooks."""
+    from contextlib import nullcontext
+
     import torch
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
     from torch.overrides import TorchFunctionMode
@@ -148,7 +155,7 @@ def _modes_alone(model: Any, x: Any) -> None:
 
     handles = [register_module_forward_pre_hook(lambda m, a: None), register_module_forward_hook(lambda m, a, o: None)]
     try:
-        with torch.no_grad(), Operators(), Functions():  # type: ignore[no-untyped-call]  # torch's base class
+        with torch.no_grad(), Operators() if dispatch else nullcontext(), Functions():  # type: ignore[no-untyped-call]
             model(x)
     finally:
         for handle in handles:
@@ -161,6 +168,7 @@ def run_child(case: str, repeat: int) -> None:
 
     import pytest_flopbudget.engine.count  # noqa: F401  (the engine, which measure imports on first use)
     from pytest_flopbudget import measure
+    from pytest_flopbudget.engine.capture import dispatch
 
     model, x = build(case)
     with torch.no_grad():
@@ -177,8 +185,17 @@ def run_child(case: str, repeat: int) -> None:
         with torch.no_grad(), FlopCounterMode(display=False):
             model(x)
 
-    timed: dict[str, list[float]] = {"bare": [], "default": [], "modes": [], "flop_counter": []}
-    calls = {"bare": bare, "default": lambda: measure(model, x), "modes": lambda: _modes_alone(model, x), "flop_counter": flop_counter}
+    def without_direct_calls() -> None:
+        dispatch._DIRECT_ON[0] = False
+        try:
+            measure(model, x)
+        finally:
+            dispatch._DIRECT_ON[0] = True
+
+    calls = {"bare": bare, "default": lambda: measure(model, x), "no_direct": without_direct_calls,
+             "modes": lambda: _modes_alone(model, x), "function_mode": lambda: _modes_alone(model, x, dispatch=False),
+             "flop_counter": flop_counter}
+    timed: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeat):  # in turn, back to back: a machine whose speed drifts moves all alike
         for name, call in calls.items():
             begin = time.perf_counter()
@@ -195,16 +212,17 @@ def main() -> None:
     options = parent_options(__doc__ or "", CASES, 50, run_child)
     if options is None:
         return
-    print("| model (batch 1, 224 px) | bare meta ms | default ms | default / bare | modes alone ms | modes alone / bare | "
-          "FlopCounterMode ms | first count ms | GMACs (published) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model (batch 1, 224 px) | bare meta ms | default ms | default / bare | no direct calls / bare | modes alone / bare | "
+          "function mode alone / bare | FlopCounterMode / bare | first count ms | GMACs (published) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for case, r in child_results(__file__, options.cases, options.repeat):  # each in a fresh process
         if isinstance(r, str):
             print(f"| {case} | {r} |")
             continue
-        print(f"| {case} | {r['bare'] * 1e3:.2f} | {r['default'] * 1e3:.2f} | {r['default'] / r['bare']:.2f}x | "
-              f"{r['modes'] * 1e3:.2f} | {r['modes'] / r['bare']:.2f}x | {r['flop_counter'] * 1e3:.2f} | "
-              f"{r['first'] * 1e3:.1f} | {r['macs'] / 1e9:.3f} ({PUBLISHED_GMACS[case]}) |", flush=True)
+        ratio = {name: f"{r[name] / r['bare']:.2f}x" for name in ("default", "no_direct", "modes", "function_mode", "flop_counter")}
+        print(f"| {case} | {r['bare'] * 1e3:.2f} | {r['default'] * 1e3:.2f} | {ratio['default']} | {ratio['no_direct']} | "
+              f"{ratio['modes']} | {ratio['function_mode']} | {ratio['flop_counter']} | {r['first'] * 1e3:.1f} | "
+              f"{r['macs'] / 1e9:.3f} ({PUBLISHED_GMACS[case]}) |", flush=True)
 
 
 if __name__ == "__main__":
