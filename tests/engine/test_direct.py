@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.engine import fastmeta
 from pytest_flopbudget.engine.capture import direct, dispatch
@@ -170,6 +171,11 @@ def test_a_plain_cnn_on_meta_reaches_the_dispatcher_only_for_its_view() -> None:
         assert len(_dispatched_operators(model, x)) == 8
 
 
+class _PassingOperators(TorchDispatchMode):
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        return func(*args, **(kwargs or {}))
+
+
 class _Passing(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         return func(*args, **(kwargs or {}))
@@ -177,14 +183,21 @@ class _Passing(TorchFunctionMode):
 
 def test_direct_calls_step_aside_for_gradients_tracers_and_other_modes() -> None:
     """Where something could tell a direct call from a dispatched one (gradients being recorded,
-    another function mode, real tensors), the dispatcher's path runs, and counts the same."""
+    autocast, another function or dispatch mode, real tensors), the dispatcher's path runs, and counts
+    the same."""
     model, x = _cnn(), _meta(1, 3, 8, 8)
     expected = count(model, (x,)).macs
-    with torch.no_grad(), dispatch.capture(model, shapes=fastmeta.SHAPES):
+    with torch.no_grad(), _PassingOperators():  # where the capture's handler runs: one dispatch mode, no function mode
+        assert direct.ready()
         with torch.enable_grad():
             assert not direct.ready()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not direct.ready()
         with _Passing():
-            model(x)
+            assert not direct.ready()
+        with _PassingOperators():
+            assert not direct.ready()
+    assert not direct.ready()  # no dispatch mode: not inside a capture
     with _Passing():
         assert count(model, (x,)).macs == expected
     real = _cnn().to_empty(device="cpu")

@@ -11,7 +11,7 @@ the same shape function the second would use, and records exactly what the secon
 the call.
 
 A direct call is taken only where nothing could tell it from the dispatched one: no gradient recorded, no
-other mode on either stack, no TorchScript tracer, no functorch transform, plain meta tensors of a float
+other mode on either stack, no TorchScript tracer, no functorch transform, no autocast, plain meta tensors of a float
 dtype, arguments whose form is known. Anything else (and any case its shape function declines) returns
 :data:`MISS` having recorded nothing, and the call takes the dispatcher's path.
 """
@@ -35,16 +35,17 @@ _function_modes = torch._C._len_torch_function_stack
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 _tracing = torch._C._get_tracing_state
 _transforms = torch._C._functorch.peek_interpreter_stack
+_autocast = torch._C._is_any_autocast_enabled
 _no_dispatch = torch._C._DisableTorchDispatch
 
 
 def ready() -> bool:
     """Whether a direct call is indistinguishable from a dispatched one here: inside the capture's own
     ``__torch_function__`` (its function mode popped, its dispatch mode the one left), no gradient to
-    record, no tracer, no functorch transform."""
+    record, no tracer, no functorch transform, no autocast (which casts inputs below this level)."""
     return (
         not _grad() and not _function_modes() and _dispatch_modes() == 1
-        and _tracing() is None and _transforms() is None
+        and _tracing() is None and _transforms() is None and not _autocast()
     )
 
 
