@@ -19,6 +19,10 @@ recognised by its ``_safe_softmax`` and its scaling ``mul`` taken back out. Code
 that runs below Python (``loss.backward()``, fused optimizers) is seen at
 dispatch level only.
 
+On meta with the fast path on, the function mode makes a CNN's common layers itself (``conv2d``,
+``relu``, ``max_pool2d``, ``cat``, a 2-d ``linear``), recording what the dispatch mode would record, so
+they never reach the dispatcher: see :mod:`.direct`.
+
 Higher-order operators (``torch.cond``, ``while_loop``, ``flex_attention``, ``invoke_subgraph``, ...)
 reach the dispatch mode as one call holding Python bodies. ``cond`` runs both branches under the
 capture and counts the costlier one (whatever the predicate: on meta it has no value; torch's
