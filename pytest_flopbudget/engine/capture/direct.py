@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from pytest_flopbudget.engine.fastmeta.conv import _pair as pooling_pair
+
 __all__ = ["DIRECT", "MISS", "ready"]
 
 aten = torch.ops.aten
@@ -50,15 +52,12 @@ def ready() -> bool:
 
 
 def _pair(value: Any) -> list[int] | None:
-    """A convolution's stride, padding or dilation as two ints, expanded as ``conv2d`` expands them."""
+    """A convolution's stride, padding or dilation as two ints, expanded as ``conv2d`` expands them: an int,
+    or a list of one or two ints (:func:`fastmeta.conv._pair`, which reads the dispatched lists)."""
     if type(value) is int:
         return [value, value]
-    if isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
-        if len(value) == 1:
-            return [value[0], value[0]]
-        if len(value) == 2:
-            return list(value)
-    return None
+    pair = pooling_pair(value)
+    return None if pair is None else list(pair)
 
 
 # A handler: (capture state, the composite call bound to its schema or None, args, kwargs) -> output or MISS.
@@ -98,9 +97,10 @@ def _linear(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     if mm is None or (bias is not None and (not isinstance(bias, torch.Tensor) or bias.dim() != 1)):
         return MISS
     with _no_dispatch():
-        out = mm(x, weight.t())
+        transposed = weight.t()
+        out = mm(x, transposed)
         if out is not None and bias is not None:
-            out = state.shapes[aten.addmm.default](bias, x, weight.t())
+            out = state.shapes[aten.addmm.default](bias, x, transposed)
     if out is None:
         return MISS
     state.price(*call, out)
