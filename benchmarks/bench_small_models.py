@@ -12,10 +12,21 @@ model built on meta from its published architecture (written out below, random w
   modes alone   ``model(x)`` inside a TorchFunctionMode and a TorchDispatchMode that only pass every call
                 on, with two global module hooks that do nothing: the machinery any counter of this kind
                 (this one, FlopCounterMode) runs before it prices anything, with torch's meta kernels
-  function mode alone  the same with the function mode only: the floor of a count whose layers never
-                reach the dispatcher (the default's direct calls)
+  function mode alone  the same with the function mode only (torch's meta kernels still make every output)
+  outputs only  the floor of a count whose layers never reach the dispatcher (the default's direct calls):
+                a function mode in which convolutions, ReLUs, poolings, concatenations and linear layers
+                return an output made from the shape their first call gave (an in-place ReLU its input),
+                every other call passed on; no module followed, nothing priced
   FlopCounterMode  ``torch.utils.flop_counter.FlopCounterMode`` around the same meta call
   first         the default counter's first count in the process (the engine imported before)
+
+A second table says where the default's time goes, each variant the default with one part of its
+bookkeeping turned off (a benchmark-only switch; what it leaves out is then missing from the count):
+
+  no guard      the model-state guard (engine/state.py) takes no snapshot and restores nothing
+  no bytes      no bytes moved are worked out per call (engine/memory/traffic.py)
+  no modules    no module is followed: every call counts under the model itself
+  none of them  all three off
 
 Each figure is the best of ``--repeat`` runs (the bare pass, the default count and the modes alone measured
 in turn, back to back); MACs are the default counter's, next to the published figure (torchvision's model
@@ -162,6 +173,75 @@ def _modes_alone(model: Any, x: Any, dispatch: bool = True) -> None:
             handle.remove()
 
 
+_LAYERS = ("conv2d", "relu", "relu_", "max_pool2d", "cat", "linear")
+
+
+def _outputs_only(model: Any, x: Any, shapes: dict[Any, Any]) -> None:
+    """The layers' outputs made from remembered shapes in a function mode; every other call passed on."""
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    layers = {F.conv2d, torch.conv2d, F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_,
+              F.max_pool2d, torch.cat, F.linear}
+
+    def spec(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.shape, value.stride(), value.dtype
+        if isinstance(value, (list, tuple)):
+            return tuple(spec(v) for v in value)
+        return value
+
+    class Outputs(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func not in layers:
+                return func(*args, **kwargs)
+            key = (func, spec(args), spec(tuple(sorted(kwargs.items()))))
+            made = shapes.get(key)
+            if made is None:
+                out = func(*args, **kwargs)
+                shapes[key] = "input" if out is args[0] else (out.shape, out.stride(), out.dtype)
+                return out
+            if made == "input":
+                return args[0]
+            return torch.empty_strided(made[0], made[1], dtype=made[2], device="meta")
+
+    with torch.no_grad(), Outputs():
+        model(x)
+
+
+def _without(parts: tuple[str, ...], count: Any) -> Any:
+    """``count`` with parts of the default's bookkeeping off: "guard", "bytes", "modules"."""
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from pytest_flopbudget.engine import count as engine
+    from pytest_flopbudget.engine.capture import dispatch, tally
+
+    @contextmanager
+    def no_guard(module: Any, copy_values: bool = False) -> Iterator[list[str]]:
+        yield []
+
+    @contextmanager
+    def no_modules(module: Any, enter: Any, leave: Any) -> Iterator[list[str]]:
+        yield [name for name, _ in tally.submodules(module)]
+
+    def call() -> None:
+        kept = engine.guard, dispatch.call_bytes, dispatch.module_hooks
+        if "guard" in parts:
+            engine.guard = no_guard
+        if "bytes" in parts:
+            dispatch.call_bytes = lambda *args: None
+        if "modules" in parts:
+            dispatch.module_hooks = no_modules
+        try:
+            count()
+        finally:
+            engine.guard, dispatch.call_bytes, dispatch.module_hooks = kept
+    return call
+
+
 def run_child(case: str, repeat: int) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -192,9 +272,14 @@ def run_child(case: str, repeat: int) -> None:
         finally:
             dispatch._DIRECT_ON[0] = True
 
-    calls = {"bare": bare, "default": lambda: measure(model, x), "no_direct": without_direct_calls,
+    shapes: dict[Any, Any] = {}
+    _outputs_only(model, x, shapes)  # each layer's first call, outside every figure
+    default = lambda: measure(model, x)  # noqa: E731
+    calls = {"bare": bare, "default": default, "no_direct": without_direct_calls,
              "modes": lambda: _modes_alone(model, x), "function_mode": lambda: _modes_alone(model, x, dispatch=False),
-             "flop_counter": flop_counter}
+             "outputs_only": lambda: _outputs_only(model, x, shapes), "flop_counter": flop_counter,
+             "no_guard": _without(("guard",), default), "no_bytes": _without(("bytes",), default),
+             "no_modules": _without(("modules",), default), "none": _without(("guard", "bytes", "modules"), default)}
     timed: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeat):  # in turn, back to back: a machine whose speed drifts moves all alike
         for name, call in calls.items():
@@ -213,17 +298,24 @@ def main() -> None:
     if options is None:
         return
     print("| model (batch 1, 224 px) | bare meta ms | default ms | default / bare | no direct calls / bare | modes alone / bare | "
-          "function mode alone / bare | FlopCounterMode / bare | first count ms | GMACs (published) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "function mode alone / bare | outputs only / bare | FlopCounterMode / bare | first count ms | GMACs (published) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    results = []
     for case, r in child_results(__file__, options.cases, options.repeat):  # each in a fresh process
         if isinstance(r, str):
             print(f"| {case} | {r} |")
             continue
-        ratio = {name: f"{r[name] / r['bare']:.2f}x" for name in ("default", "no_direct", "modes", "function_mode", "flop_counter")}
+        results.append((case, r))
+        ratio = {name: f"{r[name] / r['bare']:.2f}x" for name in ("default", "no_direct", "modes", "function_mode", "outputs_only", "flop_counter")}
         print(f"| {case} | {r['bare'] * 1e3:.2f} | {r['default'] * 1e3:.2f} | {ratio['default']} | {ratio['no_direct']} | "
-              f"{ratio['modes']} | {ratio['function_mode']} | {ratio['flop_counter']} | {r['first'] * 1e3:.1f} | "
-              f"{r['macs'] / 1e9:.3f} ({PUBLISHED_GMACS[case]}) |", flush=True)
-
+              f"{ratio['modes']} | {ratio['function_mode']} | {ratio['outputs_only']} | {ratio['flop_counter']} | "
+              f"{r['first'] * 1e3:.1f} | {r['macs'] / 1e9:.3f} ({PUBLISHED_GMACS[case]}) |", flush=True)
+    print("\nWhere the default's time goes (each figure over the bare pass; the variants count incompletely):\n")
+    print("| model | default | no guard | no bytes | no modules | none of them | outputs only |")
+    print("|---|---|---|---|---|---|---|")
+    for case, r in results:
+        cells = " | ".join(f"{r[name] / r['bare']:.2f}x" for name in ("default", "no_guard", "no_bytes", "no_modules", "none", "outputs_only"))
+        print(f"| {case} | {cells} |")
 
 if __name__ == "__main__":
     main()

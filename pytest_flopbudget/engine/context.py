@@ -64,11 +64,13 @@ def one_walk(module: nn.Module | None) -> Iterator[None]:
 
 def module_tensors(module: nn.Module) -> list[torch.Tensor]:
     """The parameters and buffers of ``module`` and its submodules (a shared one once per module)."""
-    tensors: list[torch.Tensor] = []
+    tensors: list[torch.Tensor | None] = []
     for _, sub in named_modules(module):
-        tensors.extend(t for t in sub._parameters.values() if t is not None)
-        tensors.extend(t for t in sub._buffers.values() if t is not None)
-    return tensors
+        if sub._parameters:
+            tensors.extend(sub._parameters.values())
+        if sub._buffers:
+            tensors.extend(sub._buffers.values())
+    return [t for t in tensors if t is not None]
 
 
 def parameter_count(module: nn.Module | None) -> int:

@@ -250,14 +250,17 @@ def _meta_first(
 ) -> tuple[Tally, str]:
     """Count on meta (weights swapped, inputs converted); on failure run for real if allowed and possible."""
     # (count() holds one walk of the module tree for the meta check, the guard and the weight swap)
-    nothing_real = all_meta(module, (args, kwargs)) or (module is not None and any(t.is_meta for t in module_tensors(module)))
+    weights = module_tensors(module) if module is not None else []
+    weights_on = all(t.is_meta for t in weights)  # on meta already: nothing to swap
+    nothing_real = (weights_on and all_meta(None, (args, kwargs))) or any(t.is_meta for t in weights)
     try:
         # The dispatch capture answers transformers' known input checks on meta (the trace never reads them),
         # in its own mode.
         checks = AnsweredChecks() if _dispatches(backend) else None
         with ExitStack() as stack:
             lost = stack.enter_context(guard(module))
-            stack.enter_context(weights_on_meta(module))
+            if not weights_on:
+                stack.enter_context(weights_on_meta(module))
             margs, mkwargs = to_meta((args, kwargs))
             tally = backend(fn, module, margs, mkwargs, True, checks=checks) if checks is not None else backend(fn, module, margs, mkwargs, True)
         notes.extend(lost + (checks.notes() if checks is not None else []))

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.utils._pytree as pytree
 from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]  # torch's stubs omit it
 
-from pytest_flopbudget.engine.context import PlainMode, module_tensors, named_modules
+from pytest_flopbudget.engine.context import CONSTANT_TYPES, PlainMode, module_tensors, named_modules
 
 _aten = torch.ops.aten
 
@@ -36,12 +36,54 @@ def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
 
 def to_meta(tree: Any) -> Any:
     """Replace every tensor in nested tuples/lists/dicts with an empty meta tensor."""
+    if _flat_meta(tree):
+        return tree  # a call's (args, kwargs) of meta tensors and constants: as tree_map would give it back
     return pytree.tree_map(lambda x: _empty_meta(x) if isinstance(x, torch.Tensor) else x, tree)
+
+
+def _flat_meta(tree: Any) -> bool:
+    """``tree`` is ``(args, kwargs)`` (a tuple and a dict) holding meta tensors and constants only: no
+    container a model could change inside, so the same objects can be passed on."""
+    if type(tree) is not tuple or len(tree) != 2 or type(tree[0]) is not tuple or type(tree[1]) is not dict:
+        return False
+    for value in (*tree[0], *tree[1].values()):
+        kind = type(value)
+        if kind is torch.Tensor or kind is nn.Parameter:
+            if not value.is_meta:
+                return False
+        elif kind not in CONSTANT_TYPES:
+            return False
+    return True
+
+
+def input_tensors_of(tree: Any) -> list[torch.Tensor]:
+    """The tensors in nested containers of inputs (pytree's leaves)."""
+    tensors = _plain_tensors(tree)
+    return tensors if tensors is not None else [x for x in pytree.tree_leaves(tree) if isinstance(x, torch.Tensor)]
+
+
+def _plain_tensors(tree: Any) -> list[torch.Tensor] | None:
+    """The tensors in ``tree`` where it is made of plain tuples, lists and dicts, tensors and constants
+    only (a call's ``(args, kwargs)``, most often); None for anything else, which pytree walks."""
+    found: list[torch.Tensor] = []
+    items = [tree]
+    while items:
+        item = items.pop()
+        kind = type(item)
+        if kind is torch.Tensor or kind is nn.Parameter:
+            found.append(item)
+        elif kind is tuple or kind is list:
+            items.extend(item)
+        elif kind is dict:
+            items.extend(item.values())
+        elif kind not in CONSTANT_TYPES:
+            return None
+    return found
 
 
 def all_meta(module: nn.Module | None, tree: Any) -> bool:
     """True when every parameter, buffer and input tensor already lives on meta."""
-    tensors = [x for x in pytree.tree_leaves(tree) if isinstance(x, torch.Tensor)]
+    tensors = input_tensors_of(tree)
     if module is not None:
         tensors += module_tensors(module)
     return all(t.is_meta for t in tensors)

@@ -124,20 +124,22 @@ def test_a_direct_call_records_and_makes_what_the_dispatched_call_does(case: Any
         return spy
 
     monkeypatch.setattr(direct, "DIRECT", {fn: spying(handler) for fn, handler in direct.DIRECT.items()})
+    monkeypatch.setattr(direct, "_MEMO", {})  # the first call is made by its handler, the next ones remembered
     results, outputs = [], []
-    for on in (True, False):
+    for on in (True, True, False):
         with _direct(on):
             result = count(model, inputs(), mode="meta", unpriced="warn")
             results.append((result.macs, result.by_module, result.by_operator, result.unpriced, result.costs))
             x = inputs()
             with torch.no_grad(), dispatch.capture(model, shapes=fastmeta.SHAPES):
                 outputs.append(_layout(model(*x)))
-    assert results[0] == results[1]
-    assert outputs[0] == outputs[1]
+    assert results[0] == results[1] == results[2]
+    assert outputs[0] == outputs[1] == outputs[2]
     if "declined" in name:
-        assert not any(taken)
+        assert not any(taken) and not direct._MEMO
     elif "(layout)" not in name or conv._output_always_contiguous():
-        assert any(taken)
+        assert taken[0] and not any(taken[1:])  # made once, then remembered
+        assert direct._MEMO
     # (layout): a channels-last input or a 1x1 weight (contiguous and channels-last at once); where torch's
     # meta convolution picks the output's layout from them (torch 2.9), the shape function leaves it to torch
 
@@ -209,3 +211,64 @@ def test_direct_calls_step_aside_for_gradients_tracers_and_other_modes() -> None
     real = _cnn().to_empty(device="cpu")
     assert count(real, (torch.zeros(1, 3, 8, 8),), mode="real").macs == expected
     assert 3 * 8 * 64 * 9 + 8 * 8 * 16 * 9 + 128 * 10 == expected
+
+
+def test_a_remembered_call_returns_its_input_in_place_and_a_new_tensor_otherwise() -> None:
+    """The same call again is made from what the first recorded: an in-place ReLU returns the very tensor
+    it was given, a convolution a new tensor of the first output's layout."""
+    x, y = _nchw(), _nchw()
+    weight = torch.empty(6, 8, 3, 3, device="meta")
+    direct._MEMO.clear()
+    with torch.no_grad(), dispatch.capture(None, shapes=fastmeta.SHAPES) as tally:
+        assert torch.relu_(x) is x and torch.relu_(y) is y  # the second from the memo
+        first, second = F.conv2d(x, weight, None, 1, 1), F.conv2d(y, weight, None, 1, 1)
+    assert len(direct._MEMO) == 2
+    assert second is not first and second is not x and _layout(second) == _layout(first)
+    assert tally.by_operator == {"aten::conv2d": 2 * 2 * 6 * 10 * 12 * 8 * 3 * 3}
+
+
+def test_the_same_tensor_twice_is_remembered_apart_from_two_tensors() -> None:
+    """``cat([x, x])`` reads ``x`` once, ``cat([x, y])`` reads both: same layouts, different bytes, so
+    different memo entries, each as the dispatched call records it."""
+    x, y = _nchw(), _nchw()
+    size = x.numel() * x.element_size()
+
+    def read(make: Callable[[], Any]) -> set[int]:
+        with torch.no_grad(), dispatch.capture(None, shapes=fastmeta.SHAPES) as tally:
+            make()
+        return {key[4] for key in tally.costs}
+
+    for on in (True, False):
+        with _direct(on):
+            direct._MEMO.clear()
+            for _ in range(2):
+                assert read(lambda: torch.cat([x, x], 1)) == {size}
+                assert read(lambda: torch.cat([x, y], 1)) == {2 * size}
+
+
+def test_a_rule_set_after_a_remembered_call_prices_the_next_one() -> None:
+    """A remembered call is priced by the rule that priced it: a rule set by register_rule afterwards
+    (never remembered itself) prices every later call, and the built-in one again once it is back."""
+    from pytest_flopbudget.engine.rules import register_rule
+    from pytest_flopbudget.engine.rules.registry import RULES
+
+    model, x = _cnn(), _meta(1, 3, 8, 8)
+    direct._MEMO.clear()
+    first = count(model, (x,))
+    expected, convolutions = first.macs, first.by_operator["aten::conv2d"]
+    assert count(model, (x,)).macs == expected and direct._MEMO
+    built_in = RULES["aten::conv2d"]
+    calls: list[int] = []
+
+    def counting(node: object) -> int:
+        calls.append(1)
+        return 1000
+
+    register_rule("aten::conv2d", counting)
+    try:
+        for _ in range(2):
+            assert count(model, (x,)).macs == expected - convolutions + 2 * 1000
+        assert len(calls) == 4  # two convolutions a count, never remembered
+    finally:
+        register_rule("aten::conv2d", built_in)
+    assert count(model, (x,)).macs == expected

@@ -25,8 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from pytest_flopbudget.engine.fastmeta.conv import _pair as pooling_pair
+from pytest_flopbudget.engine.fastmeta.mode import _PLAIN
+from pytest_flopbudget.engine.rules import BUILT_IN, RULES
+from pytest_flopbudget.engine.rules.attention import READS_OFFSETS
+from pytest_flopbudget.engine.rules.registry import resolve
 
-__all__ = ["DIRECT", "MISS", "ready"]
+__all__ = ["DIRECT", "MISS", "call", "ready"]
 
 aten = torch.ops.aten
 
@@ -60,7 +64,8 @@ def _pair(value: Any) -> list[int] | None:
     return None if pair is None else list(pair)
 
 
-# A handler: (capture state, the composite call bound to its schema or None, args, kwargs) -> output or MISS.
+# A handler: (capture state, the composite call bound to its schema or None, args, kwargs) -> MISS, or the
+# output and what pricing it recorded (the capture's Effect).
 Handler = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
@@ -81,8 +86,7 @@ def _conv2d(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         out = shape_fn(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
     if out is None:
         return MISS
-    state.price(*call, out)
-    return out
+    return out, state.price(*call, out)
 
 
 def _linear(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -103,8 +107,7 @@ def _linear(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
             out = state.shapes[aten.addmm.default](bias, x, transposed)
     if out is None:
         return MISS
-    state.price(*call, out)
-    return out
+    return out, state.price(*call, out)
 
 
 def _dispatched(state: Any, op: Any, args: tuple[Any, ...]) -> Any:
@@ -116,8 +119,7 @@ def _dispatched(state: Any, op: Any, args: tuple[Any, ...]) -> Any:
         out = shape_fn(*args)
     if out is None:
         return MISS
-    state.dispatched(op, args, {}, out)
-    return out
+    return out, state.dispatched(op, args, {}, out)
 
 
 def _relu(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -174,8 +176,132 @@ def _max_pool2d(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, 
     padding, dilation = _pair(given.get("padding", 0)), _pair(given.get("dilation", 1))
     if kernel is None or steps is None or padding is None or dilation is None:
         return MISS
-    out = _dispatched(state, aten.max_pool2d_with_indices.default, (args[0], kernel, steps, padding, dilation, ceil_mode))
-    return out if out is MISS else out[0]
+    done = _dispatched(state, aten.max_pool2d_with_indices.default, (args[0], kernel, steps, padding, dilation, ceil_mode))
+    return done if done is MISS else (done[0][0], done[1])
+
+
+# ---- the same call again ------------------------------------------------------------------------
+#
+# A direct call's output layout, MACs and bytes are functions of its arguments' layouts (type, shape,
+# strides, storage offset, dtype, which arguments are the same tensor) and constants alone: the second
+# call with the same ones (the same layer shape again, a count repeated) makes its output from the
+# layout remembered and records what the first recorded, in the module running now. Only where the
+# operator's rule is built in (a rule set by register_rule is called every time) and still the one that
+# priced the first call.
+
+_MEMO: dict[Any, tuple[Any, Any, tuple[str, str | None, Any]]] = {}  # key -> (output, effect, _rule_of)
+_MEMO_LIMIT = 20_000  # entries kept before it starts afresh
+_NO_RULE: Any = object()
+
+
+class _Unkeyed(Exception):
+    """An argument whose layout or value is not a plain key: the call is made as usual."""
+
+
+def _part(value: Any, ids: list[int]) -> Any:
+    """One argument's share of a key: a tensor's layout (and which argument it first was), a constant, a
+    list or tuple of these; raises :class:`_Unkeyed` for anything else."""
+    kind = type(value)
+    if kind in _PLAIN:
+        if not value.is_meta or value.layout != _STRIDED:
+            raise _Unkeyed
+        ident = id(value)
+        first = ids.index(ident) if ident in ids else len(ids)  # the same tensor twice is read once
+        ids.append(ident)
+        return kind, first, value.shape, value.stride(), value.storage_offset(), value.dtype
+    if kind in _CONSTANTS:
+        return kind, value
+    if kind is tuple or kind is list:
+        if all([type(v) is int for v in value]):  # a kernel size, a stride, a padding
+            return _INTS, kind, tuple(value)
+        return kind, tuple([_part(v, ids) for v in value])
+    raise _Unkeyed
+
+
+_INTS = object()  # marks a tuple or list of ints in a key (no other part starts with it)
+
+
+def _key(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What a direct call's outcome depends on, hashable; None where something is not plainly keyed."""
+    ids: list[int] = []
+    try:
+        key = tuple([_part(v, ids) for v in args])
+        if kwargs:
+            return func, key, tuple([(k, _part(v, ids)) for k, v in kwargs.items()])
+        return func, key
+    except _Unkeyed:
+        return None
+
+
+_CONSTANTS = frozenset({int, float, bool, str, type(None)})
+_STRIDED = torch.strided
+
+
+def _tensors(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """The tensors among the arguments, each time one appears, in the order :func:`_part` numbers them."""
+    found: list[Any] = []
+
+    def walk(value: Any) -> None:
+        if type(value) in _PLAIN:
+            found.append(value)
+        elif type(value) in (list, tuple):
+            for v in value:
+                walk(v)
+
+    walk(args)
+    walk(tuple(kwargs.values()))
+    return found
+
+
+def _rule_of(operator: str) -> tuple[str, str | None, Any]:
+    """The operator's own registry key, the key that prices it, and that rule (or _NO_RULE)."""
+    key = resolve(operator)
+    return operator.lower(), key, (RULES[key] if key is not None else _NO_RULE)
+
+
+def call(state: Any, func: Any, handler: Handler, args: tuple[Any, ...], kwargs: dict[str, Any],
+         bind: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]) -> Any:
+    """A direct call of ``func``: remembered if it was made before with the same argument layouts, else
+    made by ``handler`` (given the call bound to its schema by ``bind``); MISS where it declines."""
+    key = _key(func, args, kwargs)
+    if key is not None:
+        held = _MEMO.get(key)
+        if held is not None:
+            made, effect, (own, rule_key, rule) = held
+            # still priced by that rule: no rule set since for the operator itself or the one it resolved to
+            if rule_key is not None and RULES.get(rule_key, _NO_RULE) is rule and (own == rule_key or own not in RULES):
+                state.apply(effect)
+                if made[0] == "input":
+                    return _tensors(args, kwargs)[made[1]]
+                with _no_dispatch():  # as the shape functions make theirs: not a call of the counted code
+                    return torch.empty_strided(made[0], made[1], dtype=made[2], device="meta")
+    done = handler(state, bind(func, args, kwargs), args, kwargs)
+    if done is MISS:
+        return MISS
+    out, effect = done
+    if key is not None:
+        _remember(key, args, kwargs, out, effect)
+    return out
+
+
+def _remember(key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, effect: Any) -> None:
+    rules = _rule_of(effect[0])
+    rule = rules[2]
+    if rule is not None and (rule is _NO_RULE or rule not in BUILT_IN or effect[0] in READS_OFFSETS):
+        return  # a rule of the user's (or none): priced every time
+    if type(out) not in _PLAIN:
+        return
+    inputs = _tensors(args, kwargs)
+    same = next((i for i, t in enumerate(inputs) if t is out), None)
+    if same is not None:
+        made: Any = ("input", same)
+    elif out._base is None and out.storage_offset() == 0 and all(out is not t for t in inputs):
+        made = (out.shape, out.stride(), out.dtype)
+    else:
+        return  # a view of an input: not what a direct call makes
+    if len(_MEMO) >= _MEMO_LIMIT:
+        _MEMO.clear()
+    _MEMO[key] = (made, effect, rules)
 
 
 DIRECT: dict[Any, Handler] = {

@@ -258,6 +258,10 @@ def _bind_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
 
 _FREE, _PRICED, _UNPRICED = range(3)
 
+# What pricing one call records: operator, kind (free, priced, unpriced), MACs (None where the rule
+# failed), and (dtype, bytes read, bytes written) or None for a call that moves nothing.
+Effect = tuple[str, int, int | None, tuple[str, int, int] | None]
+
 
 def _node(operator: str, inputs: list[Any], out: Any) -> Node:
     return Node(
@@ -336,7 +340,9 @@ class _Capture:
 
     def traffic(self, func: Any, operator: str, args: Any, kwargs: dict[str, Any], out: Any, macs: int, module: str) -> None:
         """Record the bytes the call moves (engine/memory/traffic.py) with its MACs."""
-        moved = call_bytes(func, operator, args, kwargs, out)
+        self._record(operator, module, call_bytes(func, operator, args, kwargs, out), macs)
+
+    def _record(self, operator: str, module: str, moved: tuple[str, int, int] | None, macs: int) -> None:
         if (moved is not None and (moved[1] or moved[2])) or macs:
             dtype, read, written = moved if moved is not None else ("", 0, 0)
             record(self.tally.costs, operator, module, dtype, macs, read, written)
@@ -353,42 +359,45 @@ class _Capture:
         if kind_of(func, operator).fresh:  # views and in-place results are storages that exist already
             self.live.allocated(out, self.module(), operator)
 
-    def dispatched(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        """Price one dispatched call; free operators (most of them) cost a dict lookup."""
+    def dispatched(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Effect:
+        """Price one dispatched call; free operators (most of them) cost a dict lookup. Returns what it
+        recorded (:meth:`apply` records the same again)."""
         try:
             operator, kind = self.kinds[func]
         except KeyError:
             operator = conventions.normalize(func._schema.name)
             kind = _UNPRICED if not rules.has_rule(operator) else _FREE if rules.is_free(operator) else _PRICED
             self.kinds[func] = operator, kind
-        if kind == _FREE:
-            self.traffic(func, operator, args, kwargs, out, 0, self.module())
-            return
+        if kind != _PRICED:
+            effect: Effect = (operator, kind, 0, call_bytes(func, operator, args, kwargs, out))
+        else:
+            bound = _bind(func._schema, args, kwargs)
+            inputs = bound if bound is not None else list(args)
+            macs = _priced(operator, inputs, out)
+            effect = (operator, kind, macs, call_bytes(func, operator, args, kwargs, out))
+        self.apply(effect)
+        return effect
+
+    def price(self, operator: str, inputs: list[Any], out: Any) -> Effect:
+        """Price a call of ``operator`` (a composite seen at the Python level) from its inputs and output.
+        Returns what it recorded."""
+        operator = conventions.normalize(operator)
+        kind = _UNPRICED if not rules.has_rule(operator) else _FREE if rules.is_free(operator) else _PRICED
+        macs = _priced(operator, inputs, out) if kind == _PRICED else 0
+        effect: Effect = (operator, kind, macs, call_bytes(None, operator, inputs, {}, out))
+        self.apply(effect)
+        return effect
+
+    def apply(self, effect: Effect) -> None:
+        """Record one priced call, in the running module: an unpriced operator listed, the bytes it moves
+        with its MACs, the MACs added (a rule that fails lists the operator as unpriced)."""
+        operator, kind, macs, moved = effect
+        module = self.module()
         if kind == _UNPRICED:
             self.tally.miss(operator)
-            self.traffic(func, operator, args, kwargs, out, 0, self.module())
+        self._record(operator, module, moved, macs or 0)
+        if kind != _PRICED:
             return
-        bound = _bind(func._schema, args, kwargs)
-        self._price_node(operator, bound if bound is not None else list(args), out, (func, args, kwargs))
-
-    def price(self, operator: str, inputs: list[Any], out: Any) -> None:
-        """Price a call of ``operator`` (a composite seen at the Python level) from its inputs and output."""
-        operator = conventions.normalize(operator)
-        if not rules.has_rule(operator):
-            self.tally.miss(operator)
-            self.traffic(None, operator, inputs, {}, out, 0, self.module())
-            return
-        if not rules.is_free(operator):
-            self._price_node(operator, inputs, out, (None, inputs, {}))
-        else:
-            self.traffic(None, operator, inputs, {}, out, 0, self.module())
-
-    def _price_node(self, operator: str, inputs: list[Any], out: Any, call: tuple[Any, Any, dict[str, Any]]) -> None:
-        """An operator with a rule that is not free: build its node and add its MACs (a built-in rule's
-        answer remembered per call signature, see :func:`_priced`)."""
-        macs = _priced(operator, inputs, out)
-        module = self.module()
-        self.traffic(call[0], operator, call[1], call[2], out, macs or 0, module)
         if macs is None:
             self.tally.miss(operator)
             return
@@ -584,16 +593,16 @@ class _Composites(TorchFunctionMode):
         kwargs = kwargs or {}
         if isinstance(func, HigherOrderOperator):
             _eager_below_dispatch()
-        call = None if self.state.muted else _bind_call(func, args, kwargs)
         if self.state.direct is not None and not self.state.muted:
             try:
                 handler = self.state.direct.get(func)
             except TypeError:  # an unhashable callable
                 handler = None
             if handler is not None and direct.ready():
-                out = handler(self.state, call, args, kwargs)
+                out = direct.call(self.state, func, handler, args, kwargs, _bind_call)
                 if out is not direct.MISS:
                     return out
+        call = None if self.state.muted else _bind_call(func, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
         self.state.muted += 1
