@@ -190,6 +190,9 @@ def _same_bindings(now: dict[Any, Any], then: dict[Any, Any]) -> bool:
     return now.keys() == then.keys() and all(map(is_, now.values(), then.values()))
 
 
+_NOTHING: dict[str, Any] = {}  # what an empty parameter or buffer store held (never written)
+
+
 class _Snapshot:
     """The state of every module of a model, in flat lists: each module's attribute bindings, its
     parameter and buffer slots, their tensors, and the insides of the containers its attributes hold.
@@ -203,22 +206,25 @@ class _Snapshot:
         self.slots: list[tuple[Any, dict[str, Any]]] = []  # a parameter or buffer store, and what it held
         self.tensors: list[tuple[str, str, _TensorState]] = []  # module name, slot, the tensor's state
         self.inner: list[tuple[str, str, Any, Any]] = []  # module name, attribute, its value, the snapshot
+        bindings, slots, tensors, inner = self.bindings, self.slots, self.tensors, self.inner
         for name, module in modules:
             state = module.__dict__
-            self.bindings.append((state, state.copy()))
+            bindings.append((state, state.copy()))
             for store, copy in ((state["_parameters"], False), (state["_buffers"], copy_values)):
                 if not store:
-                    self.slots.append((store, {}))
+                    slots.append((store, _NOTHING))
                     continue
                 saved = store.copy() if type(store) is dict else dict(store.items())  # (a scripted module's store is no dict)
-                self.slots.append((store, saved))
-                self.tensors.extend((name, key, _TensorState(t, copy)) for key, t in saved.items() if t is not None)
+                slots.append((store, saved))
+                for key, t in saved.items():
+                    if t is not None:
+                        tensors.append((name, key, _TensorState(t, copy)))
             for key in state.keys() - _INTERNAL:
                 value = state[key]
-                if _holds_state(value):
+                if type(value) not in CONSTANT_TYPES and _holds_state(value):
                     snap = _snapshot(value, copy_values)
                     if snap is not None:
-                        self.inner.append((name, key, value, snap))
+                        inner.append((name, key, value, snap))
 
     def restore(self, lost: list[str]) -> None:
         """Re-bind what the pass re-bound (every attribute), remove what it added, put back what it changed

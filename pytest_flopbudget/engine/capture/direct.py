@@ -213,7 +213,7 @@ def _part(value: Any, ids: list[int]) -> Any:
         return kind, value
     if kind is tuple or kind is list:
         if all([type(v) is int for v in value]):  # a kernel size, a stride, a padding
-            return _INTS, kind, tuple(value)
+            return _INTS, kind, value if kind is tuple else tuple(value)
         return kind, tuple([_part(v, ids) for v in value])
     raise _Unkeyed
 
@@ -271,8 +271,8 @@ def call(state: Any, func: Any, handler: Handler, args: tuple[Any, ...], kwargs:
             # still priced by that rule: no rule set since for the operator itself or the one it resolved to
             if rule_key is not None and RULES.get(rule_key, _NO_RULE) is rule and (own == rule_key or own not in RULES):
                 state.apply(effect)
-                if made[0] == "input":
-                    return _tensors(args, kwargs)[made[1]]
+                if made[0] == "input":  # an in-place call: the tensor it was given (most often the first argument)
+                    return args[0] if made[1] == 0 and args and type(args[0]) in _PLAIN else _tensors(args, kwargs)[made[1]]
                 with _no_dispatch():  # as the shape functions make theirs: not a call of the counted code
                     return torch.empty_strided(made[0], made[1], dtype=made[2], device="meta")
     done = handler(state, bind(func, args, kwargs), args, kwargs)
