@@ -221,6 +221,8 @@ def test_a_remembered_call_returns_its_input_in_place_and_a_new_tensor_otherwise
     direct._MEMO.clear()
     with torch.no_grad(), dispatch.capture(None, shapes=fastmeta.SHAPES) as tally:
         assert torch.relu_(x) is x and torch.relu_(y) is y  # the second from the memo
+    assert x._version == y._version == 1  # written, as the dispatcher's in-place kernel marks it
+    with torch.no_grad(), dispatch.capture(None, shapes=fastmeta.SHAPES) as tally:
         first, second = F.conv2d(x, weight, None, 1, 1), F.conv2d(y, weight, None, 1, 1)
     assert len(direct._MEMO) == 2
     assert second is not first and second is not x and _layout(second) == _layout(first)

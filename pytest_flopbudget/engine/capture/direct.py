@@ -119,7 +119,19 @@ def _dispatched(state: Any, op: Any, args: tuple[Any, ...]) -> Any:
         out = shape_fn(*args)
     if out is None:
         return MISS
+    if out is args[0]:
+        _written(out)
     return out, state.dispatched(op, args, {}, out)
+
+
+_increment_version = getattr(torch.autograd.graph, "increment_version", None)
+
+
+def _written(t: torch.Tensor) -> None:
+    """Bump the version counter of a tensor an in-place call wrote, as the dispatcher's in-place kernels
+    do (the call never reaches them here)."""
+    if _increment_version is not None:
+        _increment_version(t)
 
 
 def _relu(state: Any, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -272,7 +284,9 @@ def call(state: Any, func: Any, handler: Handler, args: tuple[Any, ...], kwargs:
             if rule_key is not None and RULES.get(rule_key, _NO_RULE) is rule and (own == rule_key or own not in RULES):
                 state.apply(effect)
                 if made[0] == "input":  # an in-place call: the tensor it was given (most often the first argument)
-                    return args[0] if made[1] == 0 and args and type(args[0]) in _PLAIN else _tensors(args, kwargs)[made[1]]
+                    written = args[0] if made[1] == 0 and args and type(args[0]) in _PLAIN else _tensors(args, kwargs)[made[1]]
+                    _written(written)
+                    return written
                 with _no_dispatch():  # as the shape functions make theirs: not a call of the counted code
                     return torch.empty_strided(made[0], made[1], dtype=made[2], device="meta")
     done = handler(state, bind(func, args, kwargs), args, kwargs)
