@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -43,6 +44,32 @@ def named_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
     if held is not None and held[0] is module:
         return held[1]
     return list(module.named_modules())
+
+
+def compiled_module(module: nn.Module) -> str | None:
+    """The name of a ``torch.compile``d module in ``module`` (itself, or a submodule), or None."""
+    for name, sub in named_modules(module):
+        if sub._compiled_call_impl is not None or type(sub).__name__ == "OptimizedModule":
+            return name or type(sub).__name__
+    return None
+
+
+def compiled_function(fn: Any) -> bool:
+    """Whether ``fn`` is a ``torch.compile``d function."""
+    return getattr(fn, "_torchdynamo_orig_callable", None) is not None
+
+
+@contextmanager
+def run_eagerly(fn: Any, module: nn.Module | None) -> Iterator[None]:
+    """Compiled code (``torch.compile``) runs eagerly inside: a capture's own Python frames would
+    otherwise be compiled by dynamo, graph after graph (seconds), where the eager call runs the
+    operators the compiled one stands for. Only where something is compiled (dynamo is then
+    imported already). Both captures and the training step count under it."""
+    if not (compiled_function(fn) or (module is not None and compiled_module(module) is not None)):
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
 
 
 @contextmanager

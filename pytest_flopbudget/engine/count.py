@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -32,7 +32,16 @@ from pytest_flopbudget.engine.capture.trace import (
     TraceTooLong,
     trace,
 )
-from pytest_flopbudget.engine.context import _no_mha_fastpath, module_tensors, named_modules, one_walk, parameter_count
+from pytest_flopbudget.engine.context import (
+    _no_mha_fastpath,
+    compiled_function,
+    compiled_module,
+    module_tensors,
+    named_modules,
+    one_walk,
+    parameter_count,
+    run_eagerly,
+)
 from pytest_flopbudget.engine.errors import (
     UNPRICED,
     MetaCountError,
@@ -114,14 +123,6 @@ def _traced(fn: Callable[..., Any], module: nn.Module | None, args: tuple[Any, .
     return tally
 
 
-def _compiled(module: nn.Module) -> str | None:
-    """The name of a ``torch.compile``d module in ``module`` (itself, or a submodule), or None."""
-    for name, sub in named_modules(module):
-        if sub._compiled_call_impl is not None or type(sub).__name__ == "OptimizedModule":
-            return name or type(sub).__name__
-    return None
-
-
 def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
     """Why the trace would fail, see nothing or cost more than the operators, known before tracing
     (the dispatch capture counts the call then), or None.
@@ -135,7 +136,7 @@ def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
       capture prices each as it runs (and a generation that needs real values, an end-of-sequence
       check, then takes two passes, meta and real, not three).
     """
-    if _compiled_fn(fn):
+    if compiled_function(fn):
         return "a torch.compile'd function (run eagerly: the trace cannot go through dynamo)"
     forwards = getattr(fn, "forwards", None)
     if isinstance(forwards, int) and forwards > 1:
@@ -148,27 +149,10 @@ def _no_trace(fn: Callable[..., Any], module: nn.Module | None) -> str | None:
         if isinstance(sub, torch.jit.ScriptModule):
             where = f"holds a scripted module ({name})" if name else "is a scripted module"
             return f"the model {where}, whose operators the trace cannot see"
-    compiled = _compiled(module)
+    compiled = compiled_module(module)
     if compiled is not None:
         return f"the model holds a torch.compile'd module ({compiled}; run eagerly: the trace cannot go through dynamo)"
     return None
-
-
-def _compiled_fn(fn: Any) -> bool:
-    return getattr(fn, "_torchdynamo_orig_callable", None) is not None
-
-
-@contextmanager
-def _eager(fn: Callable[..., Any], module: nn.Module | None) -> Iterator[None]:
-    """Compiled code (``torch.compile``) runs eagerly inside: a capture's own Python frames would
-    otherwise be compiled by dynamo, graph after graph (seconds), where the eager call runs the
-    operators the compiled one stands for. Only where something is compiled (dynamo is then
-    imported already)."""
-    if not (_compiled_fn(fn) or (module is not None and _compiled(module) is not None)):
-        yield
-        return
-    with torch.compiler.set_stance("force_eager"):
-        yield
 
 
 def _through_opaque(
@@ -378,7 +362,7 @@ def count(
     notes: list[str] = []
 
     # One walk of the module tree serves every step before the model runs (see context.one_walk).
-    with one_walk(module), torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused(), _eager(fn, module):
+    with one_walk(module), torch.no_grad(), _no_mha_fastpath(), fastmeta.collector_paused(), run_eagerly(fn, module):
         if mode == "real":
             on_meta = all_meta(module, (args, kwargs))
             tally = _real(backend, fn, module, args, kwargs, on_meta, notes)

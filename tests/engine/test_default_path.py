@@ -234,6 +234,32 @@ def test_compiled_code_is_counted_eagerly_by_the_dispatch_capture(how: str) -> N
             assert len(result.notes) == 1 and "torch.compile'd" in result.notes[0] and "run eagerly" in result.notes[0]
 
 
+@pytest.mark.parametrize("how", ["torch.compile(module)", "a compiled block", "module.compile()"])
+def test_compiled_modules_count_under_warnings_as_errors_with_the_eager_names(how: str) -> None:
+    """The count's global module hooks make a ``torch.compile``d module warn on every call; under
+    ``-W error`` (pytest's ``filterwarnings = error``) that warning would fail the count, so the count
+    silences it (and only it). The per-module costs keep the eager model's names, not dynamo's
+    ``_orig_mod`` wrapper's."""
+    model = _mlp()
+    eager = measure(model, torch.randn(N, 8))
+    assert eager.by_module == {"0": N * 8 * 16, "2": N * 16 * 4}
+    if how == "torch.compile(module)":
+        target: nn.Module = torch.compile(model)  # type: ignore[assignment]
+        expected = eager.by_module
+    elif how == "a compiled block":
+        target = nn.Sequential(nn.Identity(), torch.compile(model))  # type: ignore[arg-type]
+        expected = {"1.0": N * 8 * 16, "1.2": N * 16 * 4}
+    else:
+        model.compile()
+        target, expected = model, eager.by_module
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = measure(target, torch.randn(N, 8))
+        assert result.macs == MLP_MACS and result.by_module == expected
+        with pytest.warns(UserWarning, match="one of the user's own"):  # other warnings still surface
+            warnings.warn("one of the user's own", UserWarning, stacklevel=1)
+
+
 def test_a_call_of_several_forwards_is_counted_by_the_dispatch_capture() -> None:
     """A callable marked with ``forwards`` > 1 (prefill_and_decode) skips the trace; one forward does not."""
     model = _mlp()

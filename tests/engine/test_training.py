@@ -8,6 +8,7 @@ bias gradients are sums (free). Elementwise: one MAC per multiply per element.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -26,6 +27,30 @@ N, D0, D1, D2 = 6, 5, 7, 3  # batch, widths of a 2-layer MLP
 
 def mlp(d0: int = D0, d1: int = D1, d2: int = D2) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d0, d1), nn.ReLU(), nn.Linear(d1, d2))
+
+
+@pytest.mark.parametrize("how", ["torch.compile(module)", "module.compile()"])
+def test_a_compiled_model_steps_eagerly_with_its_eager_counts(how: str) -> None:
+    """A ``torch.compile``d model's training step is counted running eagerly: dynamo compiles no
+    graph (seconds of compiling, and under ``-W error`` a dynamo error), and every phase, module
+    name included, is the eager model's."""
+    from torch._dynamo.utils import counters
+
+    model = mlp()
+    eager = measure_train_step(model, torch.randn(N, D0))
+    if how == "torch.compile(module)":
+        target: nn.Module = torch.compile(model)  # type: ignore[assignment]
+    else:
+        model.compile()
+        target = model
+    frames = sum(counters["frames"].values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = measure_train_step(target, torch.randn(N, D0))
+    assert sum(counters["frames"].values()) == frames  # nothing compiled
+    forward = N * D0 * D1 + N * D1 * D2
+    assert result.phases == eager.phases and result.phases["forward"] == forward
+    assert result.phase_modules == eager.phase_modules and set(result.by_module) == {"0", "2"}
 
 
 def test_two_layer_mlp() -> None:

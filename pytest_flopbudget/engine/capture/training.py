@@ -35,7 +35,7 @@ from pytest_flopbudget.engine.capture.checks import AnsweredChecks
 from pytest_flopbudget.engine.capture.dispatch import capture
 from pytest_flopbudget.engine.capture.tally import Tally, module_hooks
 from pytest_flopbudget.engine.capture.trace import output_tensors
-from pytest_flopbudget.engine.context import PlainMode, _no_mha_fastpath, parameter_count
+from pytest_flopbudget.engine.context import PlainMode, _no_mha_fastpath, parameter_count, run_eagerly
 from pytest_flopbudget.engine.errors import NEEDS_VALUES, UNPRICED, check_unpriced
 from pytest_flopbudget.engine.memory import Liveness, op_costs
 from pytest_flopbudget.engine.memory.liveness import input_tensors, module_state
@@ -559,7 +559,8 @@ def count_train_step(
         )
     try:
         live = Liveness() if memory else None
-        tallies, lost = _run_step(model, args, dict(kwargs or {}), loss, optimizer, live)
+        with run_eagerly(None, model):
+            tallies, lost = _run_step(model, args, dict(kwargs or {}), loss, optimizer, live)
     except Exception as exc:
         replacement = _needs_real_values(exc)
         if replacement is None:
