@@ -257,6 +257,36 @@ def test_attention_backward(masked: bool, device: str) -> None:
     assert result.unpriced == {}
 
 
+class RelativeBias(Attention):
+    """Attention with a learned mask (a relative position bias, as in T5, SAM and timm's relpos ViTs)."""
+
+    def __init__(self, d: int, heads: int, t: int) -> None:
+        super().__init__(d, heads)
+        self.bias = nn.Parameter(torch.zeros(1, heads, t, t))  # 4-d: a 3-d mask keeps the CPU on the math path anyway
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x, self.bias)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_attention_with_a_learned_mask_takes_the_math_path_as_the_cpu_does(device: str) -> None:
+    """A mask that needs a gradient keeps the CPU off its flash kernel, which has no gradient for the
+    mask (the count raised "not differentiable with respect to argument 'attn_mask'"): the step runs
+    the math path, whose backward is the two matmuls' gradients and those of its scaling of q and k."""
+    b, t, d, h = 2, 10, 32, 4
+    with torch.device(device):
+        model = RelativeBias(d, h, t)
+        x = torch.randn(b, t, d)
+    result = measure_train_step(model, x)
+    attention = b * h * t * t * (d // h + d // h)
+    proj = b * t * d * d
+    scaling = 2 * b * t * d  # q and k each multiplied by sqrt(scale), one MAC an element
+    assert result.phases["forward"] == 4 * proj + attention
+    assert result.phases["backward"] == 2 * proj + 2 * attention + scaling + 3 * proj
+    assert result.phase_modules["backward"] == {"out": 2 * proj, "": 2 * attention + scaling, "q": proj, "k": proj, "v": proj}
+    assert result.by_operator["aten::bmm"] == 2 * attention and result.unpriced == {}
+
+
 def test_conv_backward() -> None:
     b, c, h, w, k = 2, 3, 8, 8, 3
     model = nn.Sequential(nn.Conv2d(c, 4, k, padding=1), nn.ReLU(), nn.Conv2d(4, 5, k, padding=1))

@@ -347,7 +347,9 @@ def _stand_in(x: Any, keep_last: bool) -> Any:
     dims = [min(d, 2) for d in x.shape]
     if keep_last and dims:
         dims[-1] = x.shape[-1]
-    return torch.empty(dims, dtype=x.dtype)
+    # requires_grad as the argument's: the CPU takes its flash kernel only where no mask needs a gradient
+    # (the kernel has no gradient for it), the math path otherwise
+    return torch.empty(dims, dtype=x.dtype, requires_grad=x.requires_grad and (x.is_floating_point() or x.is_complex()))
 
 
 class _FusedKernelsOnMeta(TorchFunctionMode):
