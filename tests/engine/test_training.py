@@ -268,14 +268,31 @@ class RelativeBias(Attention):
         return super().forward(x, self.bias)
 
 
+class RelativeBias3d(RelativeBias):
+    """The same with heads folded into the batch (3-d q, k, v and mask, as timm's SAM ViT): torch 2.14's
+    kernel choice answers "flash" for 3-d inputs whatever the mask."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.heads
+
+        def split(y: torch.Tensor) -> torch.Tensor:
+            return y.view(b, t, h, d // h).transpose(1, 2).reshape(b * h, t, d // h)
+
+        bias = self.bias.expand(b, h, t, t).reshape(b * h, t, t)
+        y = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), attn_mask=bias)
+        return self.out(y.view(b, h, t, d // h).transpose(1, 2).flatten(2))
+
+
+@pytest.mark.parametrize("layout", [RelativeBias, RelativeBias3d])
 @pytest.mark.parametrize("device", ["cpu", "meta"])
-def test_attention_with_a_learned_mask_takes_the_math_path_as_the_cpu_does(device: str) -> None:
+def test_attention_with_a_learned_mask_takes_the_math_path_as_the_cpu_does(device: str, layout: type[RelativeBias]) -> None:
     """A mask that needs a gradient keeps the CPU off its flash kernel, which has no gradient for the
     mask (the count raised "not differentiable with respect to argument 'attn_mask'"): the step runs
     the math path, whose backward is the two matmuls' gradients and those of its scaling of q and k."""
     b, t, d, h = 2, 10, 32, 4
     with torch.device(device):
-        model = RelativeBias(d, h, t)
+        model = layout(d, h, t)
         x = torch.randn(b, t, d)
     result = measure_train_step(model, x)
     attention = b * h * t * t * (d // h + d // h)

@@ -392,6 +392,10 @@ def _flash_on_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tenso
     if flash is None:
         return None
     mask, dropout, causal, scale = call.get("attn_mask"), call.get("dropout_p", 0.0), call.get("is_causal", False), call.get("scale")
+    if isinstance(mask, torch.Tensor) and mask.requires_grad:
+        # the flash kernel has no gradient for a mask: the CPU runs the math path (torch 2.14 answers
+        # "flash" for 3-d inputs here all the same, then runs SDPA on them made 4-d, where it does not)
+        return None
     try:
         from torch.nn.attention import SDPBackend
 
