@@ -194,3 +194,18 @@ def test_the_docs_table_and_its_timing_summary() -> None:
     (text,) = [line for line in timing_summary(rows) if line]
     assert "costs less on 1 of 2 timed models" in text and "at most 1.25x, a/x" in text
     assert "the second count on 2 of 2 (median 0.50x, at most 0.50x" in text
+
+
+# zoo.paths on a sample: the forward, the forward with peak memory and a training step with AdamW,
+# warnings raised as errors, the model compared after (the relpos ViT's learned attention mask failed
+# the training step before).
+PATHS_SAMPLE = {"timm/vit_relpos_small_patch16_224": "timm", "timm/efficientvit_b0": "timm", "transformers/gpt2": "transformers"}
+
+
+@pytest.mark.parametrize("name", list(PATHS_SAMPLE))
+def test_the_other_paths_count_and_leave_the_model_intact(name: str) -> None:
+    pytest.importorskip(PATHS_SAMPLE[name])
+    from zoo.paths import check
+
+    model, args, kwargs = registry.by_name()[name].build()
+    assert check(model, tuple(args), kwargs) == []
