@@ -53,6 +53,7 @@ from pytest_flopbudget.engine.errors import (
 from pytest_flopbudget.engine.memory import liveness_pass, op_costs
 from pytest_flopbudget.engine.meta import all_meta, meta_init, to_meta, weights_on_meta
 from pytest_flopbudget.engine.options import OPTIONS
+from pytest_flopbudget.engine.recall import keep, recall
 from pytest_flopbudget.engine.state import guard
 from pytest_flopbudget.results.result import FlopResult
 
@@ -355,6 +356,10 @@ def count(
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
     kwargs = dict(kwargs or {})
+    # A compiled module counted again where torch would run the same compiled graph: the count made then.
+    token, remembered = recall(model, args, kwargs, (counter, mode, unpriced, memory))
+    if remembered is not None:
+        return remembered
     fn, module = resolve(model)
     backend = _BACKENDS[counter]
     if memory:
@@ -373,7 +378,7 @@ def count(
     check_unpriced(tally.unpriced, unpriced, notes)
 
     params = parameter_count(module)  # after the pass, so lazy modules are materialized
-    return FlopResult(
+    result = FlopResult(
         macs=tally.macs,
         params=params,
         by_module=tally.by_module,
@@ -386,6 +391,8 @@ def count(
         costs=op_costs(tally.costs),
         **(tally.memory or {}),
     )
+    keep(token, model, result)
+    return result
 
 
 class _WarmUp(nn.Module):

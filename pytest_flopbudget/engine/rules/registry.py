@@ -27,8 +27,50 @@ from torchprofile.ir import Node, Variable
 
 Rule = Callable[[Node], int]
 
+class _Rules(dict[str, "Rule | None"]):
+    """The registry: a dict that counts the changes made to it in ``version`` (a count remembered while
+    one set of rules stood is not given again once another rule is set; see engine/recall.py)."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def __setitem__(self, key: str, value: Rule | None) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._changed()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Rule | None]:
+        self._changed()
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def setdefault(self, key: str, default: Rule | None = None) -> Rule | None:
+        self._changed()
+        return super().setdefault(key, default)
+
+    def __ior__(self, other: Any) -> _Rules:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+
 # operator -> rule; None means "known and free".
-RULES: dict[str, Rule | None] = dict(HANDLER_MAP)
+RULES: _Rules = _Rules(HANDLER_MAP)
 
 
 def _key(operator: str) -> str:
