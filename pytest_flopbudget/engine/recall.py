@@ -14,7 +14,7 @@ usual.
 
 Only where all of these hold, else the count runs as usual:
 
-- the object counted is the compiled module itself (``torch.compile(model)``);
+- the object counted is the compiled module itself (``torch.compile(model)``, or ``model.compile()``);
 - torch's cache of that module's frame can be read (its internals differ between releases: anything not
   found as expected is no memory, never an error), and the entry that passes compiled the whole frame
   into one graph (no graph break: its code resumes nowhere);
@@ -71,20 +71,25 @@ def _layout(value: Any) -> Any:
 
 def _frame_function(module: nn.Module) -> Callable[..., Any] | None:
     """The function whose frame dynamo compiled for ``module`` (the ``fn`` the compiled wrapper closes over)."""
-    wrapper = module.__dict__.get("_forward") or module.__dict__.get("forward")
+    state = module.__dict__
+    wrapper = state.get("_compiled_call_impl") or state.get("_forward") or state.get("forward")
     code = getattr(wrapper, "__code__", None)
     closure = getattr(wrapper, "__closure__", None)
     if code is None or not closure or "fn" not in code.co_freevars:
         return None
     fn: Any = closure[code.co_freevars.index("fn")].cell_contents
-    if getattr(fn, "__func__", None) is nn.Module._wrapped_call_impl:
-        # A module of the user's own: torch's __call__ runs outside dynamo (it skips torch.nn's files) and the
-        # frame compiled is the module's forward; hooks would be frames of their own, so none may be set.
+    if getattr(fn, "__func__", None) in _CALLS:
+        # A module of the user's own (``torch.compile(module)``, ``module.compile()``): torch's __call__ runs
+        # outside dynamo (it skips torch.nn's files) and the frame compiled is the module's forward; hooks
+        # would be frames of their own, so none may be set.
         owner = fn.__self__
         if owner._forward_hooks or owner._forward_pre_hooks or _global_hooks():
             return None
         fn = owner.forward
     return fn if isinstance(getattr(getattr(fn, "__func__", fn), "__code__", None), CodeType) else None
+
+
+_CALLS = (nn.Module._wrapped_call_impl, nn.Module._call_impl)
 
 
 def _global_hooks() -> bool:
@@ -174,7 +179,12 @@ def _tensors(module: nn.Module) -> list[Any]:
 
 
 def _is_compiled(model: Any) -> bool:
-    return isinstance(model, nn.Module) and type(model).__name__ == "OptimizedModule" and "_orig_mod" in model._modules
+    """``torch.compile(module)`` (an OptimizedModule) or a module compiled in place (``module.compile()``)."""
+    if not isinstance(model, nn.Module):
+        return False
+    if model.__dict__.get("_compiled_call_impl") is not None:
+        return True
+    return type(model).__name__ == "OptimizedModule" and "_orig_mod" in model._modules
 
 
 def _key(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], settings: tuple[Any, ...]) -> Any:

@@ -76,9 +76,15 @@ class _OwnMLP(nn.Module):
         return y
 
 
-@pytest.mark.parametrize("own", [False, True], ids=["nn.Sequential", "a module of the user's"])
-def test_a_compiled_module_counted_again_is_the_count_made_before(counted_runs: list[int], own: bool) -> None:
-    model = _compiled(_OwnMLP() if own else _mlp())
+@pytest.mark.parametrize("how", ["torch.compile(nn.Sequential)", "torch.compile(a module of the user's)",
+                                 "a module of the user's .compile()"])
+def test_a_compiled_module_counted_again_is_the_count_made_before(counted_runs: list[int], how: str) -> None:
+    own = "user's" in how
+    if how.endswith(".compile()"):
+        model = _OwnMLP()
+        model.compile(backend="eager")
+    else:
+        model = _compiled(_OwnMLP() if own else _mlp())
     x = torch.zeros(8, 64, device="meta")
     _run(model, x)  # the compiled pass: dynamo's cache now holds the graph and its guards
     first = measure(model, x)
