@@ -111,6 +111,8 @@ def _frame_locals(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
     else:
         signature = _SIGNATURES.get(func)
         if signature is None:
+            if len(_SIGNATURES) >= _LIMIT:
+                _SIGNATURES.clear()
             signature = _SIGNATURES[func] = inspect.signature(func)
         bound = signature.bind(*(() if owner is None else (owner,)), *args, **kwargs)
         bound.apply_defaults()
