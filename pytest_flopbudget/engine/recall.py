@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from pytest_flopbudget.engine.context import CONSTANT_TYPES
 from pytest_flopbudget.engine.rules import RULES
 from pytest_flopbudget.results.result import FlopResult
 
@@ -46,7 +47,6 @@ _HELD: dict[Any, tuple[Any, ...]] = {}  # key -> (weakref to the module, cache e
 _SIGNATURES: dict[Any, inspect.Signature] = {}
 _STAR_ARGS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 _DICT_FIELDS = tuple(f.name for f in fields(FlopResult) if f.type in ("dict[str, int]", "dict[str, dict[str, int]]"))
-_CONSTANTS = frozenset({int, float, bool, str, complex, type(None), torch.dtype, torch.device})
 
 
 class _Unkeyed(Exception):
@@ -60,7 +60,7 @@ def _layout(value: Any) -> Any:
             raise _Unkeyed  # a subclass (a nested or fake tensor, a wrapper) is counted as usual
         return (kind, tuple(value.shape), value.stride(), value.storage_offset(), value.dtype, value.device,
                 value.requires_grad, value.layout)
-    if kind in _CONSTANTS:
+    if kind in CONSTANT_TYPES:
         return kind, value
     if kind is tuple or kind is list:
         return kind, tuple([_layout(v) for v in value])

@@ -79,6 +79,19 @@ def _compiled(model: nn.Module) -> nn.Module:
     return compiled
 
 
+def _state(model: nn.Module) -> list[Any]:
+    """What a count must leave as it was: every module's attribute bindings (by identity), flags and hooks,
+    and every parameter's and buffer's identity, layout, requires_grad and gradient."""
+    out: list[Any] = []
+    for name, module in model.named_modules():
+        out.append((name, id(module), module.training, {k: id(v) for k, v in module.__dict__.items()},
+                    list(module._forward_hooks), list(module._forward_pre_hooks)))
+        for key, t in (*module._parameters.items(), *module._buffers.items()):
+            if t is not None:
+                out.append((name, key, id(t), t.shape, t.stride(), t.dtype, t.device, t.requires_grad, id(t.grad)))
+    return out
+
+
 def _run(model: nn.Module, x: torch.Tensor) -> None:
     """The compiled pass, under the settings a count runs the model with (no gradients)."""
     with torch.no_grad():
@@ -114,8 +127,11 @@ def test_a_compiled_module_counted_again_is_the_count_made_before(counted_runs: 
         model = _compiled(_OwnMLP() if own else _mlp())
     x = torch.zeros(8, 64, device="meta")
     _run(model, x)  # the compiled pass: dynamo's cache now holds the graph and its guards
-    first = measure(model, x)
-    second = measure(model, x)
+    before = _state(model)
+    first = measure(model, x)  # made by running the model eagerly
+    assert _state(model) == before
+    second = measure(model, x)  # remembered
+    assert _state(model) == before
     assert first.macs == second.macs == _macs(8)
     assert first == second and first is not second
     first_layer, second_layer = ("inp", "out") if own else ("0", "2")
